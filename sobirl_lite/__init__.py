@@ -1,0 +1,1 @@
+"""sobirl_lite: bilevel reinforcement learning via closed-form hyper-gradients."""
