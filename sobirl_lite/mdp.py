@@ -1,0 +1,301 @@
+"""Tabular entropy-regularised MDPs (spec §1) and two generators.
+
+A :class:`TabularMDP` holds the lower-level MDP :math:`\\mathcal M_\\tau = (S, A, P, r, \\gamma, \\tau)` with an
+initial distribution :math:`\\rho`. Transitions may be dense, shape ``(S, A, S)``, or a ``scipy.sparse`` matrix of
+shape ``(S*A, S)`` whose row ``s*A + a`` is :math:`P(\\cdot\\mid s, a)` (the spec's state-major stacking). Every
+other module reaches ``P`` only through the methods below (:meth:`TabularMDP.expect`,
+:meth:`TabularMDP.adjoint`, :meth:`TabularMDP.policy_matrix`, :func:`solve_policy_system`), so dense and sparse
+models share one code path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+ROW_SUM_TOL = 1e-8
+
+
+def _as_transitions(P, S_expected=None, A_expected=None, name="P"):
+    """Validate transitions and return ``(P, S, A)`` with ``P`` dense (S, A, S) float64 or CSR (S*A, S)."""
+    if sp.issparse(P):
+        P = sp.csr_matrix(P, dtype=np.float64)
+        n_rows, S = P.shape
+        if A_expected is None:
+            if S == 0 or n_rows % S:
+                raise ValueError(f"sparse {name} has shape {P.shape}; expected (S*A, S)")
+            A = n_rows // S
+        else:
+            A = A_expected
+            if n_rows != S * A:
+                raise ValueError(f"sparse {name} has shape {P.shape}; expected (S*A, S) = ({S * A}, {S})")
+        data = P.data
+        if not np.all(np.isfinite(data)):
+            raise ValueError(f"{name} contains NaN or infinite probabilities")
+        if np.any(data < 0):
+            raise ValueError(f"{name} contains negative probabilities (min {data.min():.3g})")
+        sums = np.asarray(P.sum(axis=1)).ravel()
+    else:
+        P = np.asarray(P, dtype=np.float64)
+        if P.ndim != 3 or P.shape[0] != P.shape[2]:
+            raise ValueError(f"{name} must have shape (S, A, S); got {P.shape}")
+        S, A = P.shape[0], P.shape[1]
+        if not np.all(np.isfinite(P)):
+            raise ValueError(f"{name} contains NaN or infinite probabilities")
+        if np.any(P < 0):
+            raise ValueError(f"{name} contains negative probabilities (min {P.min():.3g})")
+        sums = P.sum(axis=2).ravel()
+    if S == 0 or A == 0:
+        raise ValueError(f"{name} must have at least one state and one action; got S={S}, A={A}")
+    if S_expected is not None and S != S_expected:
+        raise ValueError(f"{name} has {S} states; expected {S_expected}")
+    bad = np.abs(sums - 1.0) > ROW_SUM_TOL
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"rows of {name} must sum to 1 (tolerance {ROW_SUM_TOL:g}); row (s={i // A}, a={i % A}) sums to "
+            f"{sums[i]!r} ({int(bad.sum())} bad rows)"
+        )
+    return P, S, A
+
+
+def _check_gamma(gamma):
+    gamma = float(gamma)
+    if not (0.0 <= gamma < 1.0) or not np.isfinite(gamma):
+        raise ValueError(f"gamma must lie in [0, 1); got {gamma}")
+    return gamma
+
+
+def _check_distribution(rho, S, name="rho"):
+    if rho is None:
+        return np.full(S, 1.0 / S)
+    rho = np.asarray(rho, dtype=np.float64)
+    if rho.shape != (S,):
+        raise ValueError(f"{name} must have shape (S,) = ({S},); got {rho.shape}")
+    if not np.all(np.isfinite(rho)) or np.any(rho < 0) or abs(rho.sum() - 1.0) > ROW_SUM_TOL:
+        raise ValueError(f"{name} must be a probability distribution (non-negative, summing to 1)")
+    return rho
+
+
+class TabularMDP:
+    """An entropy-regularised tabular MDP (spec §1).
+
+    Parameters
+    ----------
+    P : array (S, A, S) or scipy.sparse matrix (S*A, S)
+        Transition probabilities :math:`P(s'\\mid s,a)`; every row must sum to 1 (tolerance 1e-8).
+    r : array (S, A)
+        Finite rewards :math:`r(s, a)`.
+    gamma : float in [0, 1)
+        Discount factor.
+    tau : float > 0
+        Entropy temperature.
+    rho : array (S,), optional
+        Initial-state distribution; uniform by default.
+
+    Raises
+    ------
+    ValueError
+        Naming the problem: wrong shapes, negative or NaN probabilities, rows not summing to 1, ``rho`` not a
+        distribution, ``gamma`` outside [0, 1), ``tau <= 0``, non-finite rewards.
+    """
+
+    def __init__(self, P, r, gamma, tau, rho=None):
+        self.P, self.S, self.A = _as_transitions(P)
+        self.sparse = sp.issparse(self.P)
+        self.gamma = _check_gamma(gamma)
+        tau = float(tau)
+        if not np.isfinite(tau) or tau <= 0:
+            raise ValueError(f"tau must be a positive finite temperature; got {tau}")
+        self.tau = tau
+        self.rho = _check_distribution(rho, self.S)
+        self.r = self._check_reward(r)
+
+    def _check_reward(self, r):
+        r = np.asarray(r, dtype=np.float64)
+        if r.shape != (self.S, self.A):
+            raise ValueError(f"r must have shape (S, A) = ({self.S}, {self.A}); got {r.shape}")
+        if not np.all(np.isfinite(r)):
+            raise ValueError("r contains non-finite rewards (NaN or inf)")
+        return r
+
+    def with_reward(self, r) -> "TabularMDP":
+        """Same dynamics, gamma, tau and rho with a new reward ``r`` (S, A); only ``r`` is re-validated."""
+        new = object.__new__(TabularMDP)
+        new.__dict__.update(self.__dict__)
+        new.r = self._check_reward(r)
+        return new
+
+    def __repr__(self):
+        kind = "sparse" if self.sparse else "dense"
+        return f"TabularMDP(S={self.S}, A={self.A}, gamma={self.gamma}, tau={self.tau}, {kind})"
+
+    # --- the only places that touch P -------------------------------------------------------------------------
+    def expect(self, V):
+        """:math:`(PV)(s,a) = \\sum_{s'} P(s'|s,a) V(s')`. ``V`` (S,) -> (S, A); ``V`` (S, k) -> (S, A, k)."""
+        V = np.asarray(V, dtype=np.float64)
+        if self.sparse:
+            out = self.P @ V
+            return out.reshape((self.S, self.A) + V.shape[1:])
+        return np.tensordot(self.P, V, axes=([2], [0]))
+
+    def adjoint(self, u):
+        """:math:`(P^\\top u)(s') = \\sum_{s,a} P(s'|s,a) u(s,a)`. ``u`` (S, A) -> (S,)."""
+        u = np.asarray(u, dtype=np.float64)
+        if self.sparse:
+            return self.P.T @ u.reshape(-1)
+        return np.tensordot(u, self.P, axes=([0, 1], [0, 1]))
+
+    def policy_matrix(self, pi):
+        """:math:`P_\\pi(s,s') = \\sum_a \\pi(a|s) P(s'|s,a)`: dense (S, S) array, or CSR when ``P`` is sparse."""
+        pi = np.asarray(pi, dtype=np.float64)
+        if self.sparse:
+            rows = np.repeat(np.arange(self.S), self.A)
+            Pi = sp.csr_matrix((pi.reshape(-1), (rows, np.arange(self.S * self.A))), shape=(self.S, self.S * self.A))
+            return (Pi @ self.P).tocsr()
+        return np.einsum("sa,sat->st", pi, self.P)
+
+    def dense_P(self):
+        """Transitions as a dense (S, A, S) array (materialises a sparse ``P``; meant for small models)."""
+        if self.sparse:
+            return self.P.toarray().reshape(self.S, self.A, self.S)
+        return self.P
+
+
+def solve_policy_system(mdp: TabularMDP, pi, b, transpose: bool = False):
+    """Solve :math:`(I-\\gamma P_\\pi) y = b`, or :math:`(I-\\gamma P_\\pi)^\\top y = b` with ``transpose=True``.
+
+    ``pi`` (S, A); ``b`` (S,) or (S, k). A dense LU solve for dense ``P``, a sparse LU (``scipy.sparse.linalg``)
+    for sparse ``P``. The matrix is invertible for every policy: its eigenvalues lie in
+    :math:`[1-\\gamma, 1+\\gamma]` in modulus (spec Prop. C.1).
+    """
+    P_pi = mdp.policy_matrix(pi)
+    if mdp.sparse:
+        M = (sp.identity(mdp.S, format="csc") - mdp.gamma * P_pi).tocsc()
+        if transpose:
+            M = M.T.tocsc()
+        return spla.splu(M).solve(np.asarray(b, dtype=np.float64))
+    M = np.eye(mdp.S) - mdp.gamma * P_pi
+    return np.linalg.solve(M.T if transpose else M, b)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generators
+# --------------------------------------------------------------------------------------------------------------
+def random_mdp(S: int, A: int, branching: int | None = None, seed=0, gamma: float = 0.9, tau: float = 1.0,
+               reward_scale: float = 1.0, sparse: bool = False) -> TabularMDP:
+    """A random MDP: each (s, a) moves to ``branching`` distinct random successors with Dirichlet(1) weights.
+
+    ``branching=None`` means every state is a possible successor (dense rows). Rewards are uniform on
+    ``[0, reward_scale]``. Same ``seed``, same MDP. ``sparse=True`` stores ``P`` as CSR (S*A, S).
+    """
+    if S < 1 or A < 1:
+        raise ValueError(f"need S >= 1 and A >= 1; got S={S}, A={A}")
+    branching = S if branching is None else int(branching)
+    if not 1 <= branching <= S:
+        raise ValueError(f"branching must lie in [1, S={S}]; got {branching}")
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(branching), size=S * A)  # (S*A, branching)
+    # argsort of uniform noise: a random subset of successors per row, without a Python loop
+    cols = np.argsort(rng.random((S * A, S)), axis=1)[:, :branching]
+    rows = np.repeat(np.arange(S * A), branching)
+    P = sp.csr_matrix((weights.ravel(), (rows, cols.ravel())), shape=(S * A, S))
+    r = reward_scale * rng.random((S, A))
+    if not sparse:
+        P = P.toarray().reshape(S, A, S)
+    return TabularMDP(P, r, gamma, tau)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Geometry of a :func:`gridworld`: state ``s = row * width + col``; actions 0..3 = up, down, left, right."""
+
+    height: int
+    width: int
+    walls: frozenset
+    goal: tuple
+    start: tuple | None
+
+    ACTIONS = ("up", "down", "left", "right")
+    MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+    def state(self, row: int, col: int) -> int:
+        return row * self.width + col
+
+    def coords(self, s: int) -> tuple:
+        return divmod(int(s), self.width)
+
+    def to_grid(self, values):
+        """Reshape a per-state array (S,) or (S, ...) to (height, width, ...); walls become NaN."""
+        grid = np.array(values, dtype=np.float64).reshape((self.height, self.width) + np.shape(values)[1:])
+        for (rw, cl) in self.walls:
+            grid[rw, cl] = np.nan
+        return grid
+
+
+def gridworld(height: int = 5, width: int = 5, walls=(), goal=None, start=(0, 0), slip: float = 0.1,
+              goal_reward: float = 1.0, step_reward: float = 0.0, gamma: float = 0.95, tau: float = 0.1,
+              absorbing_goal: bool = True, sparse: bool | None = None) -> TabularMDP:
+    """A grid world with walls, slippery moves and a sparse goal reward.
+
+    Each cell is a state ``s = row * width + col``; the four actions move up, down, left, right. With
+    probability ``1 - slip`` the intended move happens, otherwise one of the four moves is taken uniformly at
+    random. Moves into a wall or off the grid leave the agent in place. The reward is ``goal_reward`` for any
+    action taken in the goal cell and ``step_reward`` elsewhere; the goal is absorbing by default. ``rho`` is
+    the point mass on ``start`` (uniform over free cells when ``start=None``).
+
+    Wall cells stay in the state space (as unreachable self-loops) so that arrays reshape to the grid; the
+    returned MDP carries a :class:`GridLayout` as ``mdp.layout``. ``sparse`` defaults to True above 2,500 cells.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"grid must be at least 1x1; got {height}x{width}")
+    if not 0.0 <= slip <= 1.0:
+        raise ValueError(f"slip must be a probability in [0, 1]; got {slip}")
+    goal = (height - 1, width - 1) if goal is None else tuple(goal)
+    walls = frozenset(tuple(w) for w in walls)
+    for name, cell in (("goal", goal), ("start", start)):
+        if cell is not None and (not (0 <= cell[0] < height and 0 <= cell[1] < width) or cell in walls):
+            raise ValueError(f"{name} {cell} must be a free cell inside the {height}x{width} grid")
+    S, A = height * width, 4
+    sparse = S > 2500 if sparse is None else sparse
+
+    rows_idx, cols_idx = np.divmod(np.arange(S), width)
+    wall_mask = np.zeros((height, width), dtype=bool)
+    for (rw, cl) in walls:
+        wall_mask[rw, cl] = True
+    # successor of each (s, move) when the move succeeds; blocked moves stay put
+    succ = np.empty((S, 4), dtype=np.int64)
+    for m, (dr, dc) in enumerate(GridLayout.MOVES):
+        nr, nc = rows_idx + dr, cols_idx + dc
+        ok = (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
+        nr_c, nc_c = np.where(ok, nr, rows_idx), np.where(ok, nc, cols_idx)
+        ok &= ~wall_mask[nr_c, nc_c]
+        succ[:, m] = np.where(ok, nr_c * width + nc_c, np.arange(S))
+    # action a takes move m with prob (1-slip)[m==a] + slip/4
+    probs = np.full((4, 4), slip / 4) + (1 - slip) * np.eye(4)  # (a, m)
+    row_ids = np.repeat(np.arange(S * A), 4)  # each (s, a) row has 4 candidate moves
+    col_ids = np.repeat(succ, A, axis=0).reshape(S, A, 4)  # succ[s, m] for every a
+    data = np.broadcast_to(probs, (S, A, 4))
+    absorbing = wall_mask.ravel().copy()
+    g = goal[0] * width + goal[1]
+    if absorbing_goal:
+        absorbing[g] = True
+    col_ids = np.where(absorbing[:, None, None], np.arange(S)[:, None, None], col_ids)
+    P = sp.csr_matrix((data.ravel(), (row_ids, col_ids.ravel())), shape=(S * A, S))  # duplicates are summed
+    if not sparse:
+        P = P.toarray().reshape(S, A, S)
+
+    r = np.full((S, A), float(step_reward))
+    r[g] = goal_reward
+    r[wall_mask.ravel()] = 0.0
+    if start is None:
+        free = ~wall_mask.ravel()
+        rho = free / free.sum()
+    else:
+        rho = np.zeros(S)
+        rho[start[0] * width + start[1]] = 1.0
+    mdp = TabularMDP(P, r, gamma, tau, rho)
+    mdp.layout = GridLayout(height, width, walls, goal, None if start is None else tuple(start))
+    return mdp

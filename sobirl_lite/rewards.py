@@ -1,0 +1,131 @@
+"""Rewards parameterised by the upper-level variable :math:`x \\in \\mathbb R^n` (spec §1: :math:`r_x`, :math:`\\nabla r_x`).
+
+Every reward exposes
+
+* ``value(x) -> (S, A)``: :math:`r_x`;
+* ``vjp(x, g) -> (n,)``: :math:`\\nabla r_x^\\top g = \\sum_{s,a} g(s,a)\\,\\nabla_x r_x(s,a)` for ``g`` (S, A);
+* ``jacobian(x) -> (S, A, n)``: :math:`\\nabla r_x` itself (for teaching and forward-mode formulas);
+* ``value_torch(x_t) -> (S, A)``: the same map on a float64 torch tensor, differentiable (used by the
+  unrolled-autograd baseline).
+
+The hyper-gradient only needs ``vjp``, so its cost does not grow with ``n`` beyond one vector-Jacobian product.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class _Reward:
+    S: int
+    A: int
+    n: int
+
+    def _check_x(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n,):
+            raise ValueError(f"x must have shape (n,) = ({self.n},); got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x contains NaN or infinite entries")
+        return x
+
+    def _check_g(self, g):
+        g = np.asarray(g, dtype=np.float64)
+        if g.shape != (self.S, self.A):
+            raise ValueError(f"g must have shape (S, A) = ({self.S}, {self.A}); got {g.shape}")
+        return g
+
+    def __repr__(self):
+        return f"{type(self).__name__}(S={self.S}, A={self.A}, n={self.n})"
+
+
+class LinearReward(_Reward):
+    """:math:`r_x(s,a) = \\phi(s,a)^\\top x` with features ``features`` of shape (S, A, n)."""
+
+    def __init__(self, features):
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 3:
+            raise ValueError(f"features must have shape (S, A, n); got {features.shape}")
+        if not np.all(np.isfinite(features)):
+            raise ValueError("features contain NaN or infinite entries")
+        self.features = features
+        self.S, self.A, self.n = features.shape
+
+    def value(self, x):
+        return self.features @ self._check_x(x)
+
+    def vjp(self, x, g):
+        self._check_x(x)
+        return np.tensordot(self._check_g(g), self.features, axes=([0, 1], [0, 1]))
+
+    def jacobian(self, x):
+        self._check_x(x)
+        return self.features
+
+    def value_torch(self, x_t):
+        return torch.as_tensor(self.features, dtype=x_t.dtype) @ x_t
+
+
+class TabularReward(_Reward):
+    """:math:`r_x = x` reshaped to (S, A): one free parameter per state-action pair, ``n = S*A``.
+
+    ``vjp`` is a reshape; the (S, A, S*A) Jacobian is built only when :meth:`jacobian` is called.
+    """
+
+    def __init__(self, S: int, A: int):
+        if S < 1 or A < 1:
+            raise ValueError(f"need S >= 1 and A >= 1; got S={S}, A={A}")
+        self.S, self.A, self.n = int(S), int(A), int(S) * int(A)
+
+    def value(self, x):
+        return self._check_x(x).reshape(self.S, self.A)
+
+    def vjp(self, x, g):
+        self._check_x(x)
+        return self._check_g(g).reshape(-1).copy()
+
+    def jacobian(self, x):
+        self._check_x(x)
+        return np.eye(self.n).reshape(self.S, self.A, self.n)
+
+    def value_torch(self, x_t):
+        return x_t.reshape(self.S, self.A)
+
+
+class TorchReward(_Reward):
+    """Wrap any differentiable torch function ``fn: x (n,) -> r (S, A)`` (float64 tensors).
+
+    Example: the paper's synthetic reward :math:`r_x(s,a) = c_{sa}\\,x^\\top M x` is
+    ``TorchReward(lambda x: c * (x @ M @ x), S, A, n)`` with ``c``, ``M`` float64 tensors.
+    """
+
+    def __init__(self, fn, S: int, A: int, n: int):
+        if not callable(fn):
+            raise TypeError("fn must be a callable mapping a (n,) tensor to an (S, A) tensor")
+        self.fn, self.S, self.A, self.n = fn, int(S), int(A), int(n)
+
+    def value_torch(self, x_t):
+        out = self.fn(x_t)
+        if tuple(out.shape) != (self.S, self.A):
+            raise ValueError(f"fn returned shape {tuple(out.shape)}; expected (S, A) = ({self.S}, {self.A})")
+        return out
+
+    def _tensor(self, x, requires_grad=False):
+        return torch.tensor(self._check_x(x), dtype=torch.float64, requires_grad=requires_grad)
+
+    def value(self, x):
+        with torch.no_grad():
+            r = self.value_torch(self._tensor(x)).numpy().astype(np.float64)
+        if not np.all(np.isfinite(r)):
+            raise ValueError("fn returned non-finite rewards")
+        return r
+
+    def vjp(self, x, g):
+        x_t = self._tensor(x, requires_grad=True)
+        out = self.value_torch(x_t)
+        (grad,) = torch.autograd.grad(out, x_t, grad_outputs=torch.as_tensor(self._check_g(g)), allow_unused=True)
+        return np.zeros(self.n) if grad is None else grad.numpy().copy()
+
+    def jacobian(self, x):
+        J = torch.autograd.functional.jacobian(self.value_torch, self._tensor(x))
+        return J.numpy().reshape(self.S, self.A, self.n)
