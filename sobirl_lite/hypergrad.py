@@ -153,7 +153,7 @@ def _torch_transitions(problem: BilevelProblem):
     if hasattr(P, "tocoo"):
         coo = P.tocoo()
         idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-        return torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape).coalesce()
+        return torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False).coalesce()
     return torch.as_tensor(P.reshape(problem.S * problem.A, problem.S))
 
 
