@@ -4,7 +4,8 @@ The package behind the SoBiRL interactive book (Yang, Gao & Yuan, arXiv:2405.196
 ``mdp`` (TabularMDP, generators) -> ``soft`` (soft Bellman operator, value map, solver) -> ``rewards`` and
 ``upper`` (the two levels' parameterisations) -> ``problem`` (BilevelProblem) -> ``hypergrad`` (eq. (9)).
 """
-from .budget import budget, is_quick, pick
+from . import budget  # the module: sobirl_lite.budget.pick(...)
+from .budget import is_quick, pick
 from .mdp import GridLayout, TabularMDP, gridworld, random_mdp, solve_policy_system
 from .soft import (SoftSolution, consistency_residuals, entropy, evaluate_policy, log_softmax_policy,
                    soft_bellman, soft_max, soft_value_map, softmax_policy, solve_soft_mdp)
