@@ -6,7 +6,7 @@ The package behind the SoBiRL interactive book (Yang, Gao & Yuan, arXiv:2405.196
 """
 from . import budget  # the module: sobirl_lite.budget.pick(...)
 from .budget import is_quick, pick
-from .mdp import GridLayout, TabularMDP, gridworld, random_mdp, solve_policy_system
+from .mdp import GridLayout, PolicySystem, TabularMDP, gridworld, random_mdp, solve_policy_system
 from .soft import (SoftSolution, consistency_residuals, entropy, evaluate_policy, log_softmax_policy,
                    soft_bellman, soft_max, soft_value_map, softmax_policy, solve_soft_mdp)
 from .rewards import LinearReward, TabularReward, TorchReward

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
@@ -164,21 +165,36 @@ class TabularMDP:
         return self.P
 
 
+class PolicySystem:
+    """An LU factorisation of :math:`I-\\gamma P_\\pi`, reusable for several right-hand sides and for the transpose.
+
+    Dense ``P``: ``scipy.linalg.lu_factor``; sparse ``P``: ``scipy.sparse.linalg.splu``. The matrix is
+    invertible for every policy: its eigenvalues lie in :math:`[1-\\gamma, 1+\\gamma]` in modulus (Prop. C.1).
+    """
+
+    def __init__(self, mdp: "TabularMDP", pi):
+        P_pi = mdp.policy_matrix(pi)
+        self.sparse = mdp.sparse
+        if self.sparse:
+            self._lu = spla.splu((sp.identity(mdp.S, format="csc") - mdp.gamma * P_pi).tocsc())
+        else:
+            self._lu = sla.lu_factor(np.eye(mdp.S) - mdp.gamma * P_pi, check_finite=False)
+
+    def solve(self, b, transpose: bool = False):
+        """:math:`(I-\\gamma P_\\pi)^{-1} b`, or :math:`(I-\\gamma P_\\pi)^{-\\top} b`; ``b`` (S,) or (S, k)."""
+        b = np.asarray(b, dtype=np.float64)
+        if self.sparse:
+            return self._lu.solve(b, trans="T" if transpose else "N")
+        return sla.lu_solve(self._lu, b, trans=1 if transpose else 0, check_finite=False)
+
+
 def solve_policy_system(mdp: TabularMDP, pi, b, transpose: bool = False):
     """Solve :math:`(I-\\gamma P_\\pi) y = b`, or :math:`(I-\\gamma P_\\pi)^\\top y = b` with ``transpose=True``.
 
-    ``pi`` (S, A); ``b`` (S,) or (S, k). A dense LU solve for dense ``P``, a sparse LU (``scipy.sparse.linalg``)
-    for sparse ``P``. The matrix is invertible for every policy: its eigenvalues lie in
-    :math:`[1-\\gamma, 1+\\gamma]` in modulus (spec Prop. C.1).
+    ``pi`` (S, A); ``b`` (S,) or (S, k). One LU factorisation (dense, or sparse for sparse ``P``); use
+    :class:`PolicySystem` directly to reuse it.
     """
-    P_pi = mdp.policy_matrix(pi)
-    if mdp.sparse:
-        M = (sp.identity(mdp.S, format="csc") - mdp.gamma * P_pi).tocsc()
-        if transpose:
-            M = M.T.tocsc()
-        return spla.splu(M).solve(np.asarray(b, dtype=np.float64))
-    M = np.eye(mdp.S) - mdp.gamma * P_pi
-    return np.linalg.solve(M.T if transpose else M, b)
+    return PolicySystem(mdp, pi).solve(b, transpose)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ The hyper-gradient only needs ``vjp``, so its cost does not grow with ``n`` beyo
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 
@@ -40,29 +41,57 @@ class _Reward:
 
 
 class LinearReward(_Reward):
-    """:math:`r_x(s,a) = \\phi(s,a)^\\top x` with features ``features`` of shape (S, A, n)."""
+    """:math:`r_x(s,a) = \\phi(s,a)^\\top x` with features ``features`` of shape (S, A, n).
 
-    def __init__(self, features):
-        features = np.asarray(features, dtype=np.float64)
-        if features.ndim != 3:
-            raise ValueError(f"features must have shape (S, A, n); got {features.shape}")
-        if not np.all(np.isfinite(features)):
-            raise ValueError("features contain NaN or infinite entries")
+    ``features`` may also be a ``scipy.sparse`` matrix of shape (S*A, n) (row ``s*A + a``), e.g. one-hot or
+    tile-coded features; then pass ``shape=(S, A)``. ``value`` and ``vjp`` then cost O(nnz), not O(S*A*n).
+    """
+
+    def __init__(self, features, shape=None):
+        if sp.issparse(features):
+            if shape is None or len(shape) != 2 or shape[0] * shape[1] != features.shape[0]:
+                raise ValueError(f"sparse features of shape {features.shape} need shape=(S, A) with S*A = {features.shape[0]}")
+            features = sp.csr_matrix(features, dtype=np.float64)
+            if not np.all(np.isfinite(features.data)):
+                raise ValueError("features contain NaN or infinite entries")
+            self.S, self.A = int(shape[0]), int(shape[1])
+            self.n = features.shape[1]
+        else:
+            features = np.asarray(features, dtype=np.float64)
+            if features.ndim != 3:
+                raise ValueError(f"features must have shape (S, A, n); got {features.shape}")
+            if not np.all(np.isfinite(features)):
+                raise ValueError("features contain NaN or infinite entries")
+            self.S, self.A, self.n = features.shape
         self.features = features
-        self.S, self.A, self.n = features.shape
+        self.sparse = sp.issparse(features)
 
     def value(self, x):
-        return self.features @ self._check_x(x)
+        x = self._check_x(x)
+        if self.sparse:
+            return (self.features @ x).reshape(self.S, self.A)
+        return self.features @ x
 
     def vjp(self, x, g):
         self._check_x(x)
-        return np.tensordot(self._check_g(g), self.features, axes=([0, 1], [0, 1]))
+        g = self._check_g(g)
+        if self.sparse:
+            return self.features.T @ g.reshape(-1)
+        return np.tensordot(g, self.features, axes=([0, 1], [0, 1]))
 
     def jacobian(self, x):
         self._check_x(x)
+        if self.sparse:
+            return self.features.toarray().reshape(self.S, self.A, self.n)
         return self.features
 
     def value_torch(self, x_t):
+        if self.sparse:
+            coo = self.features.tocoo()
+            idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
+            F = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data, dtype=x_t.dtype), coo.shape,
+                                        check_invariants=False)
+            return (F @ x_t).reshape(self.S, self.A)
         return torch.as_tensor(self.features, dtype=x_t.dtype) @ x_t
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mdp import TabularMDP, _as_transitions, _check_distribution, _check_gamma, solve_policy_system
+from .mdp import PolicySystem, TabularMDP, _as_transitions, _check_distribution, _check_gamma
 
 
 class QuadraticUpper:
@@ -62,10 +62,11 @@ class UpperValue:
     def mdp(self) -> TabularMDP:
         return self._mdp
 
-    def evaluate(self, pi):
+    def evaluate(self, pi, system: PolicySystem | None = None):
         """Unregularised ``(V_u, Q_u)`` of ``pi`` in the upper-level MDP; shapes (S,), (S, A)."""
         m = self._mdp
-        V = solve_policy_system(m, pi, (pi * m.r).sum(axis=1))
+        system = PolicySystem(m, pi) if system is None else system
+        V = system.solve((pi * m.r).sum(axis=1))
         return V, m.r + m.gamma * m.expect(V)
 
     def value(self, x, pi):
@@ -77,8 +78,9 @@ class UpperValue:
         return np.zeros(n)
 
     def grad_pi(self, x, pi):
-        _, Q = self.evaluate(pi)
-        occupancy = solve_policy_system(self._mdp, pi, self._mdp.rho, transpose=True)  # mu^T (I - gamma P_pi)^-1
+        system = PolicySystem(self._mdp, pi)  # one factorisation serves both solves
+        _, Q = self.evaluate(pi, system)
+        occupancy = system.solve(self._mdp.rho, transpose=True)  # mu^T (I - gamma P_pi)^-1
         return -occupancy[:, None] * Q
 
     def __repr__(self):

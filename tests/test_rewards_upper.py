@@ -106,3 +106,18 @@ def test_bilevel_problem_validation():
     prob = sl.BilevelProblem(mdp.P, sl.TabularReward(3, 2), sl.QuadraticUpper(), 0.9, 1.0)
     np.testing.assert_array_equal(prob.mdp(np.arange(6.0)).r, np.arange(6.0).reshape(3, 2))
     assert "n=6" in repr(prob)
+
+
+def test_sparse_linear_features_match_dense():
+    import scipy.sparse as sp
+    rng = np.random.default_rng(5)
+    dense = rng.normal(size=(4, 3, 6)) * (rng.random((4, 3, 6)) < 0.3)
+    Rd = sl.LinearReward(dense)
+    Rs = sl.LinearReward(sp.csr_matrix(dense.reshape(12, 6)), shape=(4, 3))
+    x, g = rng.normal(size=6), rng.normal(size=(4, 3))
+    np.testing.assert_allclose(Rs.value(x), Rd.value(x))
+    np.testing.assert_allclose(Rs.vjp(x, g), Rd.vjp(x, g))
+    np.testing.assert_allclose(Rs.jacobian(x), dense)
+    np.testing.assert_allclose(Rs.value_torch(torch.tensor(x)).numpy(), Rd.value(x))
+    with pytest.raises(ValueError, match="shape=\\(S, A\\)"):
+        sl.LinearReward(sp.csr_matrix(dense.reshape(12, 6)))
