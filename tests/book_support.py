@@ -1,0 +1,333 @@
+"""Shared helpers for the book tests: the table of contents, jupytext conversion, the book build and a small
+headless-Chromium driver.
+
+Kept free of test functions so that pytest does not collect it; the fixtures that use it live in ``conftest.py``.
+"""
+from __future__ import annotations
+
+import base64
+import fcntl
+import importlib.util
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "book"
+BUILD = REPO / "_build"
+NBVAL_DIR = BUILD / "nbval"          # jupytext-converted chapters for nbval (git-ignored with _build/)
+TEST_BOOK_DIR = BUILD / "test-book"  # output of the book build run by the tests
+SCREENSHOTS = REPO / "screenshots"   # full-page screenshots from the browser test (git-ignored)
+
+# A numbered chapter file, e.g. book/03_hypergradient.md.
+CHAPTER_FILE = re.compile(r"^\d\d_[a-z0-9_]+\.md$")
+
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Table of contents and pages
+def toc_files(toc_path: Path = REPO / "_toc.yml") -> list[str]:
+    """Every document listed in ``_toc.yml`` (root first), as repo-relative paths without suffix, in reading order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    walk(toc.get("sections"))
+    return files
+
+
+def page_source(docname: str) -> Path:
+    """The source file of a toc entry (the toc omits the suffix)."""
+    for suffix in (".md", ".ipynb", ".rst"):
+        path = REPO / f"{docname}{suffix}"
+        if path.exists():
+            return path
+    return REPO / f"{docname}.md"
+
+
+def front_matter(path: Path) -> dict:
+    """The YAML front matter of a markdown file ({} when there is none)."""
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        return {}
+    end = text.find("\n---", 4)
+    if end < 0:
+        return {}
+    return yaml.safe_load(text[4:end]) or {}
+
+
+def is_notebook_page(path: Path) -> bool:
+    """A MyST-markdown notebook: front matter with a kernelspec (plain pages such as the notation appendix have none)."""
+    return path.suffix == ".md" and "kernelspec" in front_matter(path)
+
+
+def notebook_pages() -> list[str]:
+    """Docnames of the toc pages that are executable notebooks."""
+    return [doc for doc in toc_files() if is_notebook_page(page_source(doc))]
+
+
+def read_notebook(path: Path):
+    """Read a jupytext MyST notebook into an nbformat NotebookNode."""
+    import jupytext
+
+    return jupytext.read(path, fmt="md:myst")
+
+
+def cell_tags(cell) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def convert_for_nbval(docname: str, out_dir: Path = NBVAL_DIR) -> Path:
+    """Write ``docname`` as an .ipynb for nbval and return its path.
+
+    nbval starts the kernel in the notebook's folder, while the book build runs each chapter in ``book/``
+    (``run_in_temp: false``). A first cell that changes into the source folder makes relative paths such as
+    ``data/...`` behave the same under both.
+    """
+    import nbformat
+    import jupytext
+
+    src = page_source(docname)
+    nb = read_notebook(src)
+    setup = nbformat.v4.new_code_cell(
+        f"# added by tests/book_support.py: run where the book build runs this chapter\n"
+        f"import os\nos.chdir({str(src.parent)!r})"
+    )
+    setup.metadata["tags"] = ["nbval-ignore-output"]
+    nb.cells.insert(0, setup)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / (docname.replace("/", "__") + ".ipynb")
+    jupytext.write(nb, out, fmt="ipynb")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline assets and the book build
+def offline_assets_module():
+    """Import book/_ext/offline_assets.py (it is a Sphinx extension, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("offline_assets", BOOK / "_ext" / "offline_assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# Sphinx's own warning/error lines: "path:line: WARNING: ...", "WARNING: ...", "ERROR: ...".
+SPHINX_PROBLEM = re.compile(r"(^|: )(WARNING|ERROR|SEVERE|CRITICAL): ")
+
+
+@dataclass
+class BookBuild:
+    returncode: int
+    log: str
+    html: Path
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.problems and (self.html / "index.html").exists()
+
+
+def build_book(out_dir: Path = TEST_BOOK_DIR, budget: str = "quick", timeout: float = 1800) -> BookBuild:
+    """Build the book as ``make book`` does (warnings are errors), with the given budget, into OUT_DIR."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    env = {**os.environ, "SOBIRL_BUDGET": budget, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going",
+           "--path-output", str(out_dir)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    (out_dir / "build.log").write_text(log)
+    problems = [line for line in log.splitlines() if SPHINX_PROBLEM.search(line)]
+    return BookBuild(proc.returncode, log, out_dir / "_build" / "html", seconds, problems)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Headless Chromium
+def find_chromium() -> str | None:
+    """Path of a Chromium binary: $CHROMIUM, else Debian's /usr/bin/chromium or one on PATH."""
+    candidates = [os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                  shutil.which("chromium-browser"), shutil.which("google-chrome")]
+    for cand in candidates:
+        if cand and Path(cand).exists() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+class CDPError(RuntimeError):
+    pass
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``).
+
+    Only the standard library is needed: the browser reads NUL-terminated JSON commands on fd 3 and writes responses
+    and events on fd 4. This gives what the plain ``--dump-dom``/``--screenshot`` switches cannot: waiting for
+    MathJax and the widget manager to finish, reading the page state with JavaScript, the list of network requests
+    the page attempted, and a screenshot of the full page height.
+
+    The network is closed to everything but the loopback server: host names resolve to nothing and any other
+    connection goes to a proxy address where nothing listens.
+    """
+
+    def __init__(self, binary: str, profile_dir: Path, width: int = 1280, height: int = 900):
+        self.width, self.height = width, height
+        cmd_r, self._cmd_w = os.pipe()   # we write commands, the browser reads them on fd 3
+        self._res_r, res_w = os.pipe()   # the browser writes on fd 4, we read
+        args = [
+            binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--remote-debugging-pipe", f"--user-data-dir={profile_dir}",
+            "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-quic", "--disable-features=Translate,MediaRouter,OptimizationHints",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
+            "--hide-scrollbars", "--mute-audio", f"--window-size={width},{height}",
+            "about:blank",
+        ]
+
+        def wire_fds():
+            # Runs in the child between fork and exec. Move both ends above 9 first, so that neither dup2 can
+            # clobber the other when the pipe happened to get fd 3 or 4.
+            high_r = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 10)
+            high_w = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)  # os.dup2 makes the copies inheritable
+            os.dup2(high_w, 4)
+
+        # close_fds=False: closing would also close the fds 3 and 4 just made. Python's own fds are created
+        # non-inheritable (PEP 446), so nothing else leaks into the browser.
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=wire_fds)
+        os.close(cmd_r)
+        os.close(res_w)
+        self._next_id = 0
+        self._buffer = b""
+        self.events: list[dict] = []
+        self.session: str | None = None
+
+    # -- protocol plumbing ------------------------------------------------------------------------------------
+    def _read_message(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CDPError("timed out waiting for Chromium")
+            ready, _, _ = select.select([self._res_r], [], [], min(remaining, 1.0))
+            if ready:
+                chunk = os.read(self._res_r, 1 << 20)
+                if not chunk:
+                    raise CDPError("Chromium closed the DevTools pipe (did it crash?)")
+                self._buffer += chunk
+            elif self.proc.poll() is not None:
+                raise CDPError(f"Chromium exited with code {self.proc.returncode}")
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method: str, params: dict | None = None, *, session: bool = True, timeout: float = 60) -> dict:
+        self._next_id += 1
+        msg = {"id": self._next_id, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise CDPError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 60) -> dict:
+        for i, event in enumerate(self.events):
+            if event.get("method") == method:
+                return self.events.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self._read_message(deadline)
+            if event.get("method") == method:
+                return event
+            self.events.append(event)
+
+    # -- high-level API -----------------------------------------------------------------------------------------
+    def open_tab(self) -> None:
+        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)
+        attached = self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+                             session=False)
+        self.session = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Network", "Log"):
+            self.send(f"{domain}.enable")
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
+
+    def navigate(self, url: str, timeout: float = 60) -> None:
+        self.events.clear()
+        self.send("Page.navigate", {"url": url})
+        self.wait_event("Page.loadEventFired", timeout=timeout)
+
+    def evaluate(self, expression: str, timeout: float = 90):
+        result = self.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
+                                                "returnByValue": True}, timeout=timeout)
+        if "exceptionDetails" in result:
+            raise CDPError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path) -> None:
+        """A PNG of the whole page, not just the viewport."""
+        metrics = self.send("Page.getLayoutMetrics")
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        width, height = max(int(size["width"]), self.width), int(min(size["height"], 30000))
+        shot = self.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}, timeout=120)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def requests(self) -> list[str]:
+        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+
+    def exceptions(self) -> list[str]:
+        out = []
+        for e in self.events:
+            if e.get("method") == "Runtime.exceptionThrown":
+                details = e["params"]["exceptionDetails"]
+                out.append(details.get("exception", {}).get("description") or details.get("text", "?"))
+        return out
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", session=False, timeout=10)
+        except (CDPError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for fd in (self._cmd_w, self._res_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,17 @@
+"""Shared fixtures. The book fixtures build the book once per session for test_book_build.py and test_browser.py."""
+from __future__ import annotations
+
+import pytest
+
+import book_support
+
+
+@pytest.fixture(scope="session")
+def book_build() -> book_support.BookBuild:
+    """The book built with the quick budget into _build/test-book (warnings are errors), with offline assets.
+
+    Fetching the npm assets is idempotent and prints a warning instead of failing when the registry is unreachable;
+    the browser test then decides whether a CDN build is acceptable (not under CI).
+    """
+    book_support.offline_assets_module().fetch()
+    return book_support.build_book()

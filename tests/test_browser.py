@@ -1,0 +1,237 @@
+"""Every page of the built book, opened in headless Chromium with the network closed, reads as it should.
+
+The HTML from the session's book build (quick budget) is served from 127.0.0.1; Chromium resolves no other host and
+sends every other connection to a dead proxy, so anything that still needs a CDN shows up as raw TeX or an empty
+widget box, as it would for a reader on a train. Per page we check:
+
+* MathJax ran: every math element holds a typeset ``mjx-container``, no MathJax error node, no ``\\(`` or ``\\[``
+  left in the visible text;
+* every image (figures, widget frames) loaded and is not empty;
+* no error or traceback output;
+* every internal link points at a file (and anchor) that exists;
+* every widget view was drawn by the widget manager with visible content, not an empty box;
+* the page threw no JavaScript exception and asked for nothing outside 127.0.0.1.
+
+A full-page screenshot of each page goes to screenshots/ (git-ignored) for a person to look at.
+Without Chromium the test skips, except under CI (CI=true), where a missing browser is a failure.
+"""
+from __future__ import annotations
+
+import functools
+import html.parser
+import http.server
+import tempfile
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import book_support
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PAGES = book_support.toc_files()
+WAIT_MS = 30000  # how long a page may take to typeset math and draw widgets
+
+# Runs in the page: waits for MathJax and the widget manager, then reports what a reader would see.
+PAGE_REPORT_JS = r"""
+(async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const deadline = performance.now() + %(wait)d;
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await Promise.race([MathJax.startup.promise, sleep(%(wait)d)]);
+  }
+  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
+  const drawn = (s) => {
+    const area = s.previousElementSibling;
+    return area && area.classList.contains("widget-subarea") && area.querySelector(".jupyter-widgets");
+  };
+  while (performance.now() < deadline && !views.every(drawn)) { await sleep(100); }
+  // Images: make lazy ones load now, then wait for all of them.
+  for (const img of document.images) { img.loading = "eager"; }
+  await Promise.all(Array.from(document.images).map((img) => img.complete ? null :
+      new Promise((r) => { img.addEventListener("load", r); img.addEventListener("error", r); setTimeout(r, 10000); })));
+  await sleep(200);  // let MathJax finish typesetting widget labels queued by the shim
+
+  const visible = (el) => { const b = el.getBoundingClientRect(); return b.width > 2 && b.height > 2; };
+  const snippet = (el) => (el.textContent || "").trim().slice(0, 160);
+
+  // Text a reader sees, outside code, scripts and typeset math.
+  const skip = new Set(["PRE", "CODE", "SCRIPT", "STYLE", "TEXTAREA", "MJX-CONTAINER", "NOSCRIPT"]);
+  const rawTex = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode(node) {
+      for (let el = node.parentElement; el; el = el.parentElement) {
+        if (skip.has(el.tagName) || el.classList.contains("highlight")) return NodeFilter.FILTER_REJECT;
+      }
+      return NodeFilter.FILTER_ACCEPT;
+    },
+  });
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const t = n.textContent;
+    if (/\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{/.test(t)) rawTex.push(t.trim().slice(0, 160));
+  }
+
+  const mathEls = Array.from(document.querySelectorAll(".math"));
+  const widgetAreas = views.map((s) => {
+    const area = s.previousElementSibling;
+    if (!drawn(s)) return {ok: false, why: "not rendered by the widget manager"};
+    if (!visible(area)) return {ok: false, why: "rendered with zero size"};
+    const outputs = Array.from(area.querySelectorAll(".widget-output"));
+    const empty = outputs.filter((o) => !Array.from(o.querySelectorAll(".jp-OutputArea-output, img, svg, canvas, pre"))
+                                          .some(visible));
+    if (empty.length) return {ok: false, why: `${empty.length} Output widget(s) drawn empty`};
+    return {ok: true, height: area.getBoundingClientRect().height};
+  });
+
+  return {
+    title: document.title,
+    mathjax: {
+      loaded: !!(window.MathJax && MathJax.version),
+      version: window.MathJax ? MathJax.version || null : null,
+      mathElements: mathEls.length,
+      containers: document.querySelectorAll("mjx-container").length,
+      untypeset: mathEls.filter((el) => !el.querySelector("mjx-container")).map(snippet).slice(0, 10),
+      errors: Array.from(document.querySelectorAll("mjx-merror, [data-mjx-error]"))
+        .map((el) => el.getAttribute("data-mjx-error") || snippet(el)).slice(0, 10),
+    },
+    rawTex: rawTex.slice(0, 10),
+    images: Array.from(document.images).map((img) => ({
+      src: img.getAttribute("src").slice(0, 120), ok: img.complete && img.naturalWidth > 0 && img.naturalHeight > 0,
+      inFigure: !!img.closest("figure"),
+    })),
+    errorOutputs: Array.from(document.querySelectorAll(".output.traceback, .output.error, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"))
+      .map(snippet).concat(Array.from(document.querySelectorAll(".cell_output, .widget-output"))
+        .filter((el) => /Traceback \(most recent call last\)/.test(el.textContent)).map(snippet)),
+    widgetErrors: Array.from(document.querySelectorAll(".jupyter-widgets, .widget-subarea"))
+      .filter((el) => /Error displaying widget/.test(el.textContent)).map(snippet),
+    widgetViews: widgetAreas,
+    links: Array.from(document.querySelectorAll("a[href]")).map((a) => a.href),
+  };
+})()
+"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    binary = book_support.find_chromium()
+    if binary is None:
+        message = ("Chromium is not installed (Debian: `apt-get install chromium`, which `make test` does as root); "
+                   "cannot check the rendered book")
+        if book_support.IN_CI:
+            pytest.fail(message + " -- a browser is required under CI")
+        pytest.skip(message)
+    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        chrome.open_tab()
+        yield chrome
+    finally:
+        chrome.close()
+
+
+@pytest.fixture(scope="module")
+def site(book_build, browser):
+    """Serve the built HTML on 127.0.0.1 (started after the browser, so Chromium is forked before any thread)."""
+    if not book_build.ok:
+        pytest.fail("the book did not build cleanly; see test_book_build.py")
+    oa = book_support.offline_assets_module()
+    if not oa.assets_present():
+        message = "the book was built against CDNs (no vendor/ assets); it cannot render offline"
+        if book_support.IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    handler = functools.partial(_QuietHandler, directory=str(book_build.html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", book_build.html
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Ids(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _anchors(path: Path) -> frozenset[str]:
+    parser = _Ids()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return frozenset(parser.ids)
+
+
+def _broken_links(links: list[str], base: str, root: Path) -> list[str]:
+    broken = []
+    for link in sorted(set(links)):
+        url = urllib.parse.urlsplit(link)
+        if url.scheme not in ("http", "https") or f"{url.scheme}://{url.netloc}" != base:
+            continue  # external (not reachable here by design), mailto:, javascript: ...
+        target = root / urllib.parse.unquote(url.path).lstrip("/")
+        if url.path.endswith("/"):
+            target = target / "index.html"
+        if not target.exists():
+            broken.append(f"{url.path} (no such file)")
+        elif url.fragment and target.suffix == ".html" and url.fragment not in _anchors(target):
+            broken.append(f"{url.path}#{url.fragment} (no such anchor)")
+    return broken
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_page_renders_offline(docname, browser, site):
+    base, root = site
+    browser.navigate(f"{base}/{docname}.html")
+    report = browser.evaluate(PAGE_REPORT_JS % {"wait": WAIT_MS}, timeout=WAIT_MS / 1000 + 60)
+    shot = book_support.SCREENSHOTS / f"{docname.replace('/', '__')}.png"
+    browser.screenshot(shot)
+
+    problems = []
+    mj = report["mathjax"]
+    if mj["mathElements"]:
+        if not mj["loaded"]:
+            problems.append("MathJax did not load")
+        if mj["untypeset"]:
+            problems.append(f"math left untypeset: {mj['untypeset']}")
+        if mj["containers"] < mj["mathElements"]:
+            problems.append(f"only {mj['containers']} mjx-container for {mj['mathElements']} math elements")
+    if mj["errors"]:
+        problems.append(f"MathJax errors: {mj['errors']}")
+    if report["rawTex"]:
+        problems.append(f"raw TeX in the rendered text: {report['rawTex']}")
+    bad_images = [img["src"] for img in report["images"] if not img["ok"]]
+    if bad_images:
+        problems.append(f"images missing or empty: {bad_images}")
+    if report["errorOutputs"]:
+        problems.append(f"error output on the page: {report['errorOutputs']}")
+    if report["widgetErrors"]:
+        problems.append(f"widget manager errors: {report['widgetErrors']}")
+    bad_views = [v["why"] for v in report["widgetViews"] if not v["ok"]]
+    if bad_views:
+        problems.append(f"widgets not drawn: {bad_views}")
+    broken = _broken_links(report["links"], base, root)
+    if broken:
+        problems.append(f"broken internal links: {broken}")
+    exceptions = browser.exceptions()
+    if exceptions:
+        problems.append(f"JavaScript exceptions: {exceptions}")
+    outside = [u for u in browser.requests()
+               if urllib.parse.urlsplit(u).scheme in ("http", "https", "ws", "wss") and not u.startswith(base)]
+    if outside:
+        problems.append(f"the page tried to reach the network: {outside}")
+
+    assert not problems, f"{docname} (screenshot: {shot}):\n  " + "\n  ".join(problems)
+    assert shot.stat().st_size > 10_000, f"the screenshot of {docname} is suspiciously small"
