@@ -1,2 +1,7 @@
 """Bilevel RL algorithms, one module each, all returning a :class:`History`."""
 from .history import COLUMNS, History
+from .m_sobirl import MSoBiRLConfig, m_sobirl
+from .exact_hgd import ExactHGDConfig, exact_hgd
+from .itd import ITDConfig, itd, unrolled_step
+from .pbrl import PBRLConfig, pbrl, value_penalty, value_penalty_gradients
+from .parl import PARLConfig, parl, parl_hypergradient

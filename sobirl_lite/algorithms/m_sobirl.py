@@ -1,0 +1,159 @@
+"""M-SoBiRL, the model-based algorithm of the paper (spec §3, Algorithm 1), top to bottom in one function.
+
+Each outer iteration does three cheap things instead of solving the lower level:
+
+* it reads the policy and value off the current soft-Q estimate (line 2, eqs. (5) and (10));
+* it takes **one** gradient step on the least-squares problem whose solution is the adjoint vector
+  :math:`w^*_x` of eq. (9) (lines 3-4);
+* it forms the hyper-gradient estimate of line 5, moves :math:`x`, and refreshes :math:`Q` with a *constant* number
+  :math:`N` of soft Bellman backups warm-started from the previous :math:`Q` (lines 6-10).
+
+Theorem 6.4 says this is enough for :math:`\\frac1K\\sum_k\\|\\nabla\\phi(x_k)\\|^2=\\mathcal O(1/K)`.
+
+Cost per outer iteration, in backups (convention in :mod:`sobirl_lite.algorithms._common`):
+forming :math:`P_{\\pi_k}` (1) + :math:`(E-\\gamma P)^\\top u` (1) + two products with the (S, S) matrix
+:math:`A_k` (2/A) + :math:`N` backups = :math:`N + 2 + 2/A`. The product :math:`PV_k` behind the auxiliary policy
+of line 5 is the one the first backup of line 9 needs (:math:`B_{x_{k+1}}Q_k=r_{x_{k+1}}+\\gamma PV_k`), so it is
+computed once (with :math:`N=0` it costs one extra backup).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..hypergrad import adjoint_vector
+from ..problem import BilevelProblem
+from ._common import (TrueGradientTracker, check_positive, check_x0, progress_range, soft_max_rows,
+                      softmax_rows)
+from .history import History
+
+
+@dataclass
+class MSoBiRLConfig:
+    """Hyperparameters of Algorithm 1, defaults from the authors' synthetic experiment (spec §3)."""
+
+    beta: float = 8e-3            # step size for x (line 6)
+    xi: float = 0.5               # step size for the least-squares variable w (line 4; the code's `zeta`)
+    inner_steps: int = 10         # N, soft Bellman backups per outer iteration (lines 7-9); a constant
+    iterations: int = 3000        # K, outer iterations
+    seed: int = 0                 # seeds w_0 ~ N(0, I)
+    track_true_grad: bool = False  # also record ||∇φ(x_k)|| (closed form (9)), φ(x_k) and the merit terms
+    track_every: int = 1          # when tracking, every how many iterations (NaN in between)
+    stop_grad: float | None = None  # when tracking: stop once ||∇φ(x_k)|| <= stop_grad
+    progress: bool = True         # tqdm bar (appears only on runs longer than a second)
+    keep_iterates: bool = False   # store every x_k in History.xs
+
+    def validate(self):
+        check_positive("beta", self.beta)
+        check_positive("xi", self.xi)
+        check_positive("inner_steps", self.inner_steps, integer=True, allow_zero=True)
+        check_positive("iterations", self.iterations, integer=True, allow_zero=True)
+        check_positive("track_every", self.track_every, integer=True)
+        if self.stop_grad is not None:
+            check_positive("stop_grad", self.stop_grad)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        return self
+
+
+def _I_minus_gamma(P_pi, gamma):
+    """:math:`I - \\gamma P_\\pi` as a dense array or, for a sparse model, a CSR matrix."""
+    if sp.issparse(P_pi):
+        return (sp.identity(P_pi.shape[0], format="csr") - gamma * P_pi).tocsr()
+    return np.eye(P_pi.shape[0]) - gamma * P_pi
+
+
+def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q0=None, w0=None) -> History:
+    """Run M-SoBiRL (Algorithm 1) from ``x0`` (n,). Returns a :class:`History` whose ``.x`` is :math:`x_K`.
+
+    ``Q0`` (S, A) is the initial soft-Q estimate (zeros, i.e. the uniform policy, by default); ``w0`` (S,) the
+    initial least-squares variable (:math:`\\mathcal N(0, I)` drawn from ``config.seed`` by default).
+
+    Row ``k`` of the history describes the start of iteration ``k``: ``grad_norm`` = :math:`\\|\\hat g_k\\|`,
+    ``true_grad_norm`` = :math:`\\|\\nabla\\phi(x_k)\\|` and ``phi`` = :math:`\\phi(x_k)` when tracked (else
+    ``phi`` = :math:`f(x_k,\\pi_k)`), ``inner_iterations`` = N, ``backups`` = backups spent to produce
+    :math:`x_k` and :math:`Q_k`. When tracking, ``history.extra`` holds the merit terms of Theorem 6.4:
+    ``"w_error"`` = :math:`\\|w_k-w^*_{x_k}\\|` and ``"q_error"`` = :math:`\\|Q_k-Q^*_{x_k}\\|_\\infty`.
+    """
+    cfg = (config or MSoBiRLConfig()).validate()
+    x = check_x0(problem, x0)
+    S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
+    reward, upper = problem.reward, problem.upper
+    rng = np.random.default_rng(cfg.seed)
+    w = rng.standard_normal(S) if w0 is None else np.asarray(w0, dtype=np.float64).copy()
+    Q = np.zeros((S, A)) if Q0 is None else np.asarray(Q0, dtype=np.float64).copy()
+    if w.shape != (S,) or Q.shape != (S, A):
+        raise ValueError(f"w0 must have shape ({S},) and Q0 shape ({S}, {A}); got {w.shape} and {Q.shape}")
+
+    hist = History("M-SoBiRL", asdict(cfg))
+    hist.extra.update(w_error=[], q_error=[], tracked_iterations=[])
+    tracker = TrueGradientTracker(problem, cfg.track_true_grad)
+    N = int(cfg.inner_steps)
+    cost_per_iteration = max(N, 1) + 2 + 2.0 / A     # see the module docstring
+    backups = 0.0
+    mdp = problem.mdp(x)                                          # M_tau(x_0): its reward r_{x_0}
+
+    for k in progress_range(cfg.iterations, cfg.progress, "M-SoBiRL"):
+        row = dict(iteration=k, inner_iterations=N, backups=backups)
+        if cfg.track_true_grad and k % cfg.track_every == 0:   # monitoring only: not part of the algorithm
+            row.update(_merit_terms(problem, tracker, mdp, x, Q, w, hist.extra, k))
+
+        # line 2: recover the policy (eq. (5)) and the value by eq. (10), V = Σ_a π (Q - τ log π)
+        pi = softmax_rows(Q, tau)
+        log_pi = (Q - soft_max_rows(Q, tau)[:, None]) / tau       # exact even where π underflows
+        V = (pi * (Q - tau * log_pi)).sum(axis=1)
+
+        # line 3: least-squares data  A_k = (I - γ P_{π_k})^T,  b_k = (E - γP)^T (π_k ⊙ ∇_π f(x_k, π_k))
+        A_k = _I_minus_gamma(mdp.policy_matrix(pi), gamma).T
+        u = pi * upper.grad_pi(x, pi)                             # (S, A)
+        b = u.sum(axis=1) - gamma * mdp.adjoint(u)                # E^T u - γ P^T u, (S,)
+
+        # line 4: ONE gradient step on ½||A_k w - b_k||²
+        w = w - cfg.xi * (A_k.T @ (A_k @ w - b))
+
+        # line 5: the estimator; ∂_x T(V_k, x_k) = Π_{π̃} ∇r_x with the auxiliary policy π̃ = softmax_τ(r_x + γPV_k)
+        PV = mdp.expect(V)                                         # (S, A); reused by the first backup of line 9
+        pi_aux = softmax_rows(mdp.r + gamma * PV, tau)
+        g = (np.asarray(upper.grad_x(x, pi), dtype=np.float64)
+             + reward.vjp(x, u) / tau                              # (1/τ) ∇r^T (π ⊙ ∇_π f)
+             - reward.vjp(x, pi_aux * w[:, None]) / tau)           # (1/τ) ∂_x T(V_k, x_k)^T w_{k+1}
+
+        row["grad_norm"] = float(np.linalg.norm(g))
+        row.setdefault("phi", float(upper.value(x, pi)))
+        hist.record(**row)
+        if cfg.keep_iterates:
+            hist.xs.append(x.copy())
+        if cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad:
+            break
+
+        # line 6: the upper-level step
+        x = x - cfg.beta * g
+        if not np.all(np.isfinite(x)):
+            raise FloatingPointError(f"M-SoBiRL diverged at iteration {k} (non-finite x); reduce beta")
+
+        # lines 7-10: N soft Bellman backups Q <- B_{x_{k+1}} Q, warm-started from Q_k
+        mdp = problem.mdp(x)
+        for t in range(N):
+            # B_{x_{k+1}} Q = r_{x_{k+1}} + γ P V_Q; for t = 0, V_Q = V_k and P V_k is already known from line 5
+            Q = mdp.r + gamma * (PV if t == 0 else mdp.expect(soft_max_rows(Q, tau)))
+        backups += cost_per_iteration
+
+    hist.x = x
+    hist.extra["Q"], hist.extra["w"] = Q, w
+    hist.extra["cost_per_iteration"] = cost_per_iteration
+    return hist
+
+
+def _merit_terms(problem, tracker, mdp, x, Q, w, extra, k):
+    """The three terms of the merit function of Theorem 6.4 at the start of an iteration: :math:`\\phi(x_k)`,
+    :math:`\\|w_k-w^*_{x_k}\\|` and :math:`\\|Q_k-Q^*_{x_k}\\|_\\infty` (plus :math:`\\|\\nabla\\phi(x_k)\\|`).
+    Monitoring only; appends to ``extra`` and returns the History columns."""
+    t = tracker(x)
+    pi_star = t["solution"].pi
+    w_star = adjoint_vector(problem, mdp, pi_star, pi_star * problem.upper.grad_pi(x, pi_star))
+    extra["w_error"].append(float(np.linalg.norm(w - w_star)))
+    extra["q_error"].append(float(np.max(np.abs(Q - t["solution"].Q))))
+    extra["tracked_iterations"].append(k)
+    return {"true_grad_norm": t["true_grad_norm"], "phi": t["phi"]}
