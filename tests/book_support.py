@@ -296,17 +296,45 @@ class Chromium:
 
     def screenshot(self, path: Path) -> None:
         """A PNG of the whole page, not just the viewport."""
+        # Grow the viewport to the page height, as a very tall window would be: capturing beyond a small viewport
+        # leaves sticky sidebars and 100vh elements laid out for the small one.
         metrics = self.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        width, height = max(int(size["width"]), self.width), int(min(size["height"], 30000))
-        shot = self.send("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}, timeout=120)
+        height = int(min(max(size["height"], self.height), 30000))
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": self.width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        try:
+            self.evaluate("new Promise((r) => requestAnimationFrame(() => setTimeout(r, 300)))")
+            shot = self.send("Page.captureScreenshot", {"format": "png"}, timeout=120)
+        finally:
+            self.send("Emulation.setDeviceMetricsOverride",
+                      {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def requests(self) -> list[str]:
         return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+
+    def failed_loads(self, base: str) -> list[str]:
+        """Local resources that did not load: HTTP errors from our server and aborted transfers.
+
+        The browser's own /favicon.ico probe and transfers it cancelled itself (e.g. a font superseded by another
+        format) do not count.
+        """
+        urls = {e["params"]["requestId"]: e["params"]["request"]["url"]
+                for e in self.events if e.get("method") == "Network.requestWillBeSent"}
+        out = []
+        for e in self.events:
+            params = e.get("params", {})
+            if e.get("method") == "Network.responseReceived":
+                url, status = params["response"]["url"], params["response"]["status"]
+                if status >= 400 and url.startswith(base) and not url.endswith("/favicon.ico"):
+                    out.append(f"{url} (HTTP {status})")
+            elif e.get("method") == "Network.loadingFailed" and not params.get("canceled"):
+                url = urls.get(params["requestId"], "?")
+                if url.startswith(base):
+                    out.append(f"{url} ({params.get('errorText')})")
+        return out
 
     def exceptions(self) -> list[str]:
         out = []

@@ -10,7 +10,9 @@ widget box, as it would for a reader on a train. Per page we check:
 * no error or traceback output;
 * every internal link points at a file (and anchor) that exists;
 * every widget view was drawn by the widget manager with visible content, not an empty box;
-* the page threw no JavaScript exception and asked for nothing outside 127.0.0.1.
+* every file the page asked for (scripts, styles, fonts, images) was served, and nothing outside 127.0.0.1 was asked
+  for;
+* the page threw no JavaScript exception.
 
 A full-page screenshot of each page goes to screenshots/ (git-ignored) for a person to look at.
 Without Chromium the test skips, except under CI (CI=true), where a missing browser is a failure.
@@ -225,6 +227,9 @@ def test_page_renders_offline(docname, browser, site):
     broken = _broken_links(report["links"], base, root)
     if broken:
         problems.append(f"broken internal links: {broken}")
+    failed = browser.failed_loads(base)
+    if failed:
+        problems.append(f"files the page could not load: {failed}")
     exceptions = browser.exceptions()
     if exceptions:
         problems.append(f"JavaScript exceptions: {exceptions}")

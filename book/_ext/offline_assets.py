@@ -193,6 +193,31 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts[:] = unique
 
 
+def _widget_assets_path(app, pagename, templatename, context, doctree) -> None:
+    """Tell the widget manager where its icon fonts are.
+
+    The AMD bundle computes the URL of its Font Awesome files from its RequireJS module URI, which by default is
+    relative to the *page* (``book/@jupyter-widgets/html-manager/dist/...``, a 404). A RequireJS ``paths`` entry that
+    maps the manager's module ids into the vendored ``dist/`` folder fixes that (RequireJS reads a global ``require``
+    object as its configuration when it loads). ``__jupyter_widgets_assets_path__`` is the manager's own override,
+    set as well for code that reads it. Only the offline build has the fonts next to the manager.
+    """
+    if not app.config.sobirl_offline_assets or app.builder.format != "html":
+        return
+    dist = context["pathto"](f"_static/{PREFIX}/html-manager/dist/", 1)
+    body = (
+        "(function () {\n"
+        f"  var dist = new URL({json.dumps(dist)}, document.baseURI).href;\n"
+        "  window.__jupyter_widgets_assets_path__ = dist;\n"
+        "  var paths = {'@jupyter-widgets/html-manager/dist': dist.replace(/\\/$/, ''),\n"
+        "               '@jupyter-widgets/html-manager': dist + 'index'};\n"
+        "  if (typeof window.require === 'function' && window.require.config) { window.require.config({paths: paths}); }\n"
+        "  else { window.require = {paths: paths}; }\n"
+        "})();"
+    )
+    app.add_js_file(None, priority=450, body=body)
+
+
 def setup(app):
     app.add_config_value("sobirl_offline_assets", False, "html")
     # Priority above myst-nb's own config-inited handler (500), which copies nb_* values into its NbParserConfig.
@@ -200,6 +225,7 @@ def setup(app):
     # Early (priority 100 < the default 500) so the shim runs before the MathJax config and the widget manager.
     app.add_js_file(SHIM_JS, priority=100)
     # Late, after Sphinx's MathJax and myst-nb's widget scripts have been added to the page.
+    app.connect("html-page-context", _widget_assets_path)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
 
