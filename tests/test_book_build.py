@@ -12,9 +12,12 @@ pytestmark = pytest.mark.slow
 
 def test_book_builds_without_warnings(book_build):
     log = re.sub(r"\x1b\[[0-9;]*m", "", book_build.log)
-    tail = "\n".join(log.splitlines()[-150:])
-    assert book_build.returncode == 0, f"jupyter-book build failed (exit {book_build.returncode}):\n{tail}"
-    assert not book_build.problems, "the build log has warnings/errors:\n" + "\n".join(book_build.problems)
+    problems = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in book_build.problems]
+    tail = "\n".join(log.splitlines()[-80:])
+    report = ("warnings/errors:\n  " + "\n  ".join(problems) + "\n" if problems else "") + f"log tail:\n{tail}"
+    assert book_build.returncode == 0 and not problems, (
+        f"jupyter-book build -W -n failed (exit {book_build.returncode}; full log in "
+        f"{book_support.TEST_BOOK_DIR / 'build.log'}):\n{report}")
     assert (book_build.html / "index.html").exists()
 
 

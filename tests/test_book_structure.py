@@ -64,6 +64,16 @@ def test_chapter_follows_the_template(docname):
     assert "assert" in body, f"{docname}: solutions and claims are checked by asserts"
 
 
+@pytest.mark.parametrize("docname", TOC_DOCS)
+def test_no_tag_inside_a_split_equation(docname):
+    """Sphinx wraps a $$ block containing \\\\ in `split`, where MathJax rejects \\tag (see CONTRIBUTING-chapters.md)."""
+    text = book_support.page_source(docname).read_text(encoding="utf-8")
+    bad = [block.strip()[:80] for block in re.findall(r"^\$\$\s*\n(.*?)\n\$\$", text, re.M | re.S)
+           if "\\\\" in block and "\\tag" in block]
+    assert not bad, (f"{docname}: \\tag in a multi-line $$ block renders as a MathJax error; use a bare "
+                     f"\\begin{{equation}}...\\tag{{N}}\\end{{equation}} block instead: {bad}")
+
+
 def _bib_keys() -> set[str]:
     return set(re.findall(r"^@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text(encoding="utf-8"), re.M))
 
