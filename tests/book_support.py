@@ -136,10 +136,10 @@ SPHINX_PROBLEM = re.compile(r"(^|: )(WARNING|ERROR|SEVERE|CRITICAL): ")
 @dataclass
 class BookBuild:
     returncode: int
-    log: str
+    log: str = field(repr=False)
     html: Path
     seconds: float
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:

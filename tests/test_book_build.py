@@ -21,15 +21,20 @@ def test_book_builds_without_warnings(book_build):
     assert (book_build.html / "index.html").exists()
 
 
+def _require_build(book_build):
+    if book_build.returncode != 0:
+        pytest.skip("the book did not build; see test_book_builds_without_warnings")
+
+
 def test_every_toc_page_is_rendered(book_build):
-    assert book_build.returncode == 0, "see test_book_builds_without_warnings"
+    _require_build(book_build)
     for doc in book_support.toc_files():
         assert (book_build.html / f"{doc}.html").exists(), f"{doc}.html missing from the build"
 
 
 def test_offline_assets_are_shipped_with_the_html(book_build):
     """MathJax, RequireJS and the widget manager are loaded from files next to the HTML, not from a CDN."""
-    assert book_build.returncode == 0, "see test_book_builds_without_warnings"
+    _require_build(book_build)
     oa = book_support.offline_assets_module()
     if not oa.assets_present():
         message = "vendor/ has no offline assets (npm registry unreachable?): the book was built against CDNs"
