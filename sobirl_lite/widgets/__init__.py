@@ -2,3 +2,4 @@
 frame is already drawn (so the static HTML shows a real figure). Submodules by chapter."""
 from .soft import contraction_widget, soft_gridworld_widget  # chapters 1 and 2
 from .hypergrad import goal_distractor_problem, hypergradient_field, hypergradient_field_widget  # chapter 3
+from .m_sobirl import m_sobirl_widget  # chapter 4
