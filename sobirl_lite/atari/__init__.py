@@ -1,0 +1,19 @@
+"""Practical SoBiRL on Atari BeamRider (spec §6): environments, discrete SAC, reward net, preferences, (78), trainers.
+
+Modules, lower layers first:
+
+* :mod:`.config` -- the one dataclass of hyperparameters (spec §6.2 defaults);
+* :mod:`.env` -- gymnasium / ale-py vector BeamRider behind one batched interface;
+* :mod:`.buffer` -- replay buffer of single uint8 frames, stacks rebuilt from indices;
+* :mod:`.sac` -- discrete SAC with automatic temperature;
+* :mod:`.reward_net` -- the reward model r_x(s, a), one output per action;
+* :mod:`.estimator` -- the practical hyper-gradient (78) as a loss;
+* :mod:`.preferences` -- segments, synthetic labels, preference buffer, reward learning, accuracy;
+* :mod:`.checkpoint`, :mod:`.trainers`, :mod:`.cli` -- runs that log, checkpoint and resume.
+
+Importing this package does not import gymnasium or ale-py; building an environment does.
+"""
+from .config import Config
+from .estimator import practical_sobirl_loss, sobirl_coefficient
+
+__all__ = ["Config", "practical_sobirl_loss", "sobirl_coefficient"]

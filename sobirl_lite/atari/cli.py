@@ -1,0 +1,119 @@
+"""Command line: ``python -m sobirl_lite.atari train --algo {sobirl,drlhf,sac} --steps N --seed S --out runs/NAME``.
+
+Every :class:`~.config.Config` field a run may need to change has a flag; the defaults are spec §6.2's settings
+(the paper's budget: 4.3M steps, which needs a GPU). A CPU smoke run scales everything down, e.g.::
+
+    python -m sobirl_lite.atari train --algo sobirl --steps 3000 --out runs/smoke \\
+        --learning-starts 1000 --inner-steps 500 --buffer-size 5000 --initial-pairs 20 --warmup-epochs 2 \\
+        --pairs-per-iter 4 --pref-buffer-size 100 --hyper-warmup-steps 1000 --batch-size 32
+
+Exit status: 0 when the run reached ``--steps``, 130 when stopped by Ctrl-C (checkpoint written; continue with the
+same command plus ``--resume``), 2 for invalid flags or an unusable checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ALGOS, ENV_BACKENDS, LABEL_MODES, Config
+
+D = Config()  # the defaults shown in --help
+
+# (flag, Config field, type, help). Order = the order in --help.
+FLAGS = [
+    ("--learning-starts", "learning_starts", int, f"agent steps of uniformly random actions before SAC updates start (default {D.learning_starts})"),
+    ("--buffer-size", "buffer_size", int, f"replay buffer capacity in transitions, summed over environments (default {D.buffer_size:,}; ~7 KB each)"),
+    ("--batch-size", "batch_size", int, f"SAC mini-batch size (default {D.batch_size})"),
+    ("--inner-steps", "inner_steps", int, f"N: SAC agent steps per outer iteration, between reward updates (default {D.inner_steps:,})"),
+    ("--update-every", "update_every", int, f"agent steps per SAC gradient update (default {D.update_every})"),
+    ("--target-update-every", "target_update_every", int, f"agent steps between hard target-critic copies (default {D.target_update_every})"),
+    ("--gamma", "gamma", float, f"discount factor (default {D.gamma})"),
+    ("--policy-lr", "policy_lr", float, f"initial actor learning rate (default {D.policy_lr})"),
+    ("--q-lr", "q_lr", float, f"initial critic and temperature learning rate (default {D.q_lr})"),
+    ("--lr-anneal-steps", "lr_anneal_steps", int, f"SAC learning rates decay linearly to 0 at this step (default {D.lr_anneal_steps:,})"),
+    ("--alpha0", "alpha0", float, f"initial SAC temperature (default {D.alpha0})"),
+    ("--target-entropy-scale", "target_entropy_scale", float, f"target entropy = scale * log|A| (default {D.target_entropy_scale})"),
+    ("--segment-length", "segment_length", int, f"steps per preference segment (default {D.segment_length})"),
+    ("--initial-pairs", "initial_pairs", int, f"labelled pairs gathered from the random policy for the warm-up (default {D.initial_pairs})"),
+    ("--warmup-epochs", "warmup_epochs", int, f"reward epochs on the warm-up pairs (default {D.warmup_epochs})"),
+    ("--pairs-per-iter", "pairs_per_iter", int, "new labelled pairs per outer iteration; 0 = the paper's hyperbolic schedule (about 6 -> 3) (default 0)"),
+    ("--total-pairs", "total_pairs", int, f"total comparisons of the hyperbolic schedule (default {D.total_pairs:,})"),
+    ("--schedule-iterations", "schedule_iterations", int, f"length of the hyperbolic schedule in outer iterations (default {D.schedule_iterations})"),
+    ("--pref-buffer-size", "pref_buffer_size", int, f"FIFO capacity of the preference buffer in pairs (default {D.pref_buffer_size})"),
+    ("--reward-batch-size", "reward_batch_size", int, f"pairs per reward mini-batch (default {D.reward_batch_size})"),
+    ("--reward-epochs", "reward_epochs", int, f"reward epochs over the buffer per outer iteration (default {D.reward_epochs})"),
+    ("--reward-lr", "reward_lr", float, f"AdamW learning rate of the reward net (default {D.reward_lr})"),
+    ("--labels", "label_mode", str, f"synthetic labels: 'sampled' from Bradley-Terry (authors' code) or 'deterministic' (default {D.label_mode})"),
+    ("--hyper-warmup-steps", "hyper_warmup_steps", int, f"SoBiRL uses pure BCE until this global step, then adds the (78) term (default {D.hyper_warmup_steps:,})"),
+    ("--env-backend", "env_backend", str, f"'gym' (gymnasium wrappers; exact resume) or 'vector' (ale-py C++ AtariVectorEnv; faster) (default {D.env_backend})"),
+    ("--num-envs", "num_envs", int, f"parallel games (needs --env-backend vector when > 1) (default {D.num_envs})"),
+    ("--env-threads", "env_threads", int, "worker threads of the vector backend; 0 = ale-py's choice (default 0)"),
+    ("--max-episode-frames", "max_episode_frames", int, f"emulator frames after which a game is truncated (default {D.max_episode_frames:,})"),
+    ("--checkpoint-every", "checkpoint_every", int, f"agent steps between checkpoints; one is also written on Ctrl-C and at the end (default {D.checkpoint_every:,})"),
+    ("--threads", "threads", int, "torch CPU threads; 0 = torch's default (default 0)"),
+]
+CHOICES = {"label_mode": LABEL_MODES, "env_backend": ENV_BACKENDS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sobirl_lite.atari",
+        description="Practical SoBiRL, DRLHF and SAC on Atari BeamRider (spec §6): train, log, checkpoint, resume.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("train", help="train one algorithm (see 'train --help')",
+                       description="Train one algorithm on BeamRider. Writes progress.csv, config.json and "
+                                   "checkpoint.pt into --out.")
+    p.add_argument("--algo", required=True, choices=ALGOS,
+                   help="sobirl = estimator (78); drlhf = BCE-only reward learning; sac = SAC on the true clipped reward")
+    p.add_argument("--steps", type=int, default=D.total_steps,
+                   help=f"total agent steps (1 step = 4 frames), summed over environments (default {D.total_steps:,}, the paper's budget)")
+    p.add_argument("--seed", type=int, default=D.seed, help=f"random seed of environment, networks and sampling (default {D.seed})")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where networks and buffers live; auto = cuda if available, else cpu (default auto)")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME (must be new unless --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (same settings required; --steps may grow)")
+    p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+    g = p.add_argument_group("scaled-down and advanced settings (defaults = the paper's, spec §6.2)")
+    for flag, field, typ, text in FLAGS:
+        kw = {"type": typ, "default": None, "help": text, "metavar": field.upper()}
+        if field in CHOICES:
+            kw["choices"] = CHOICES[field]
+            kw.pop("metavar")
+        g.add_argument(flag, dest=field, **kw)
+    return parser
+
+
+def config_from_args(args) -> Config:
+    cfg = Config(algo=args.algo, total_steps=args.steps, seed=args.seed, device=args.device,
+                 progress=not args.no_progress)
+    for _, field, _, _ in FLAGS:
+        value = getattr(args, field)
+        if value is not None:
+            setattr(cfg, field, value)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        parser.error(str(exc))  # exits with status 2 and the usage line
+    from .checkpoint import CheckpointError
+    from .trainers import run
+
+    try:
+        status = run(cfg, args.out, resume=args.resume, command=["python", "-m", "sobirl_lite.atari", *argv])
+    except (CheckpointError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if status == "interrupted":
+        print(f"interrupted: checkpoint written to {args.out}; continue with the same command plus --resume",
+              file=sys.stderr)
+        return 130
+    print(f"done: {cfg.total_steps} steps; log in {args.out}/progress.csv")
+    return 0

@@ -1,0 +1,142 @@
+"""Every hyperparameter of the BeamRider experiment, in one dataclass.
+
+The defaults are the settings of spec §6.2 (``/work/shared/spec/math.md``), i.e. what the authors' code
+(``UCAS-YanYang/SoBiRL``: ``alg_config/SoBiRL_config.yaml``, ``sac_subroutine.py``, ``RLHF_util/RLHF.py``) and the
+CleanRL ``sac_atari.py`` it adapts use. The comment beside each field says where the value comes from. The CLI
+(``python -m sobirl_lite.atari train``) exposes the fields a smoke run has to scale down.
+
+Units: "steps" are *agent* steps (one action = ``frame_skip`` = 4 emulator frames), summed over all parallel
+environments, exactly as CleanRL and the paper's x-axes count them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+ALGOS = ("sobirl", "drlhf", "sac")
+ENV_BACKENDS = ("gym", "vector")
+LABEL_MODES = ("sampled", "deterministic")
+
+# Fields a resumed run may change: everything else must match the checkpoint exactly, otherwise the resumed run
+# would silently be a different experiment.
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "device", "threads", "progress")
+
+
+@dataclass
+class Config:
+    """Hyperparameters of practical SoBiRL / DRLHF / SAC on BeamRider (spec §6.2 defaults)."""
+
+    # --- what to run -------------------------------------------------------------------------------------------
+    algo: str = "sobirl"  # "sobirl" (estimator (78)), "drlhf" (BCE only), "sac" (true clipped reward)
+    total_steps: int = 4_300_000  # the code stops once iteration * 1e4 > 4.3e6 (spec §6.2 "steps actually trained")
+    seed: int = 3  # config seed of the authors' code
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+    # --- environment (spec §6.2 "Atari wrappers"; SB3 AtariWrapper defaults) -----------------------------------
+    env_id: str = "ALE/BeamRider-v5"  # v5 with frameskip=1, repeat_action_probability=0 == NoFrameskip-v4
+    env_backend: str = "gym"  # "gym": gymnasium wrappers (exact resume); "vector": ale-py AtariVectorEnv (fast)
+    num_envs: int = 1  # the paper uses one environment
+    env_threads: int = 0  # worker threads of the vector backend (0 = ale-py's choice)
+    noop_max: int = 30  # random 1..30 no-ops at reset
+    frame_skip: int = 4  # action repeat, max-pool over the last two frames
+    screen_size: int = 84  # 84x84 grayscale
+    frame_stack: int = 4  # 4 stacked frames
+    max_episode_frames: int = 108_000  # ALE's default game cap (27,000 agent steps); truncation, not termination
+
+    # --- discrete SAC (spec §6.2 "SAC ..." rows; CleanRL sac_atari) -------------------------------------------
+    buffer_size: int = 1_000_000  # replay capacity in agent steps (single uint8 frames, summed over envs)
+    gamma: float = 0.99
+    batch_size: int = 64
+    policy_lr: float = 1e-4  # authors' config policy_lr (CleanRL default 3e-4)
+    q_lr: float = 1e-4  # authors' config q_lr; also the temperature's learning rate, as in CleanRL
+    adam_eps: float = 1e-4  # Adam eps for actor, critics and log(alpha)
+    lr_anneal_steps: int = 8_000_000  # lr_t = (1 - (t-1)/8e6) lr_0, floored at 0 (authors' lr_anneal)
+    alpha0: float = 1.0  # initial temperature (log alpha = 0)
+    autotune: bool = True  # learn alpha towards the target entropy
+    target_entropy_scale: float = 0.89  # target entropy = 0.89 * log|A|
+    learning_starts: int = 20_000  # uniformly random actions and no updates before this step
+    update_every: int = 4  # one gradient update per 4 agent steps
+    target_update_every: int = 8_000  # hard copy (polyak tau = 1) of the critics into the targets
+    reward_clamp: float = 1.0  # predicted reward clamped to [-1, 1] inside the critic target
+
+    # --- reward learning (spec §6.2 reward rows; imitation PreferenceComparisons as configured by the authors) -
+    inner_steps: int = 10_000  # N: SAC steps per outer iteration of Algorithm 3
+    segment_length: int = 25  # Christiano et al. (2017) Atari clip length
+    initial_pairs: int = 600  # warm-up comparisons from the initial (random) policy
+    warmup_epochs: int = 512  # reward epochs on the warm-up pairs (initial_epoch_multiplier)
+    total_pairs: int = 9_000  # total_comparisons of the schedule
+    schedule_iterations: int = 2_000  # num_iterations of the hyperbolic schedule 1/(1+t)
+    pairs_per_iter: int = 0  # >0 replaces the schedule by a constant number of new pairs per iteration
+    pref_buffer_size: int = 3_000  # FIFO of labelled pairs (comparison_queue_size)
+    reward_batch_size: int = 64
+    reward_epochs: int = 1  # reward epochs over the buffer per outer iteration
+    reward_lr: float = 3e-4  # AdamW, constant LR
+    reward_weight_decay: float = 0.01  # PyTorch's AdamW default (the code passes only lr)
+    label_mode: str = "sampled"  # "sampled": y ~ Bernoulli(sigma(G1 - G2)) (code); "deterministic": y = 1[G1 > G2]
+    label_temperature: float = 1.0  # temperature of the synthetic Bradley-Terry labeller
+    return_diff_clip: float = 50.0  # Bradley-Terry return-difference clip
+    hyper_warmup_steps: int = 100_000  # coef = 1/alpha only once global_step > 1e5, else 0 (pure BCE)
+
+    # --- bookkeeping ------------------------------------------------------------------------------------------
+    checkpoint_every: int = 50_000  # agent steps between checkpoints (also written on Ctrl-C)
+    progress: bool = True  # tqdm progress bar
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a readable message for settings that cannot work together."""
+        problems = []
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                problems.append(msg)
+
+        need(self.algo in ALGOS, f"algo must be one of {ALGOS}, got {self.algo!r}")
+        need(self.env_backend in ENV_BACKENDS, f"env_backend must be one of {ENV_BACKENDS}, got {self.env_backend!r}")
+        need(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
+        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("total_steps", "num_envs", "buffer_size", "batch_size", "update_every", "target_update_every",
+                     "inner_steps", "segment_length", "pref_buffer_size", "reward_batch_size", "checkpoint_every",
+                     "frame_skip", "frame_stack", "screen_size", "max_episode_frames", "schedule_iterations"):
+            need(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("learning_starts", "initial_pairs", "warmup_epochs", "pairs_per_iter", "total_pairs",
+                     "hyper_warmup_steps", "noop_max", "reward_epochs", "threads", "env_threads", "seed"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(0.0 < self.gamma < 1.0, f"gamma must lie in (0, 1), got {self.gamma}")
+        need(self.alpha0 > 0.0, f"alpha0 must be positive, got {self.alpha0}")
+        need(self.num_envs == 1 or self.env_backend == "vector",
+             "num_envs > 1 needs --env-backend vector")
+        # The replay buffer keeps buffer_size // num_envs frames per environment; a SAC batch and a segment
+        # (plus the 3 stacking frames and the terminal frame) must fit inside one environment's share.
+        per_env = self.buffer_size // max(self.num_envs, 1)
+        need(per_env >= max(self.segment_length, 1) + self.frame_stack + 2,
+             f"buffer_size={self.buffer_size} is too small: each of the {self.num_envs} environment(s) needs at least "
+             f"segment_length + frame_stack + 2 = {self.segment_length + self.frame_stack + 2} slots")
+        need(self.inner_steps >= self.num_envs * (self.segment_length + 1),
+             f"inner_steps={self.inner_steps} is too small to cut a {self.segment_length}-step segment from one "
+             f"outer iteration's rollouts")
+        need(self.inner_steps <= per_env * self.num_envs - self.num_envs * (self.frame_stack + 1),
+             f"inner_steps={self.inner_steps} must fit inside the replay buffer (buffer_size={self.buffer_size}), "
+             f"because segments are cut from the replay buffer's newest inner_steps transitions")
+        if problems:
+            raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        return cls(**d)
+
+
+def config_differences(saved: dict, new: dict, ignore=RESUMABLE_FIELDS) -> dict:
+    """``{field: (saved, new)}`` for every field that differs, except the ones a resume may change."""
+    keys = (set(saved) | set(new)) - set(ignore)
+    return {k: (saved.get(k), new.get(k)) for k in sorted(keys) if saved.get(k) != new.get(k)}
+
+
+__all__ = ["Config", "ALGOS", "ENV_BACKENDS", "LABEL_MODES", "RESUMABLE_FIELDS", "config_differences"]
