@@ -149,3 +149,34 @@ def test_setup_validation():
         PreferenceModel(sl.TabularReward(3, 2)).value(np.zeros(6), TupleBatch(np.zeros((2, 2, 1), int),
                                                                                 np.zeros((2, 2, 1), int),
                                                                                 np.zeros((2, 2, 1))))
+
+
+def test_mean_and_band():
+    from sobirl_lite.plotting_sobirl import mean_and_band
+    Y = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 4.0]])
+    mean, half = mean_and_band(Y, confidence=0.95)
+    assert np.allclose(mean, [3.0, 3.0])
+    from scipy import stats
+    assert np.isclose(half[0], stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3))
+    assert np.isclose(half[1], stats.t.ppf(0.975, 1) * np.std([2.0, 4.0], ddof=1) / np.sqrt(2))
+    assert np.all(mean_and_band(Y[:1])[1] == 0)
+    assert np.isclose(mean_and_band(Y, confidence=None)[1][0], 2.0 / np.sqrt(3))
+
+
+def test_rlhf_widget_first_frame_and_sliders():
+    import base64
+    from sobirl_lite.widgets.rlhf import rlhf_widget
+    box = rlhf_widget(labels=4, tau=0.5, seeds=2, iterations=10, size=3, segment_length=4, initial_pairs=8)
+    (out,) = box.view.output.outputs
+    png = base64.b64decode(out["data"]["image/png"])
+    assert png.startswith(b"\x89PNG") and png == box.view.png and box.view.n_draws == 1
+    assert len(box.view.figure.axes) == 2
+    assert set(box.state["runs"]) == {"SoBiRL", "DRLHF"} and len(box.state["runs"]["SoBiRL"]) == 2
+    labels_before = box.state["runs"]["DRLHF"][0].extra["labels"][-1]
+    box.controls["labels"].value = 8
+    assert box.view.n_draws == 2 and box.view.png != png
+    assert box.state["runs"]["DRLHF"][0].extra["labels"][-1] > labels_before   # more labels per iteration
+    box.controls["tau"].value = 1.0
+    assert box.view.n_draws == 3
+    assert box.state["runs"]["SoBiRL"][0].config["seed"] == 0
+    assert all(0 <= a <= 1 for a in box.state["final_accuracy"].values())
