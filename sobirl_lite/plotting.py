@@ -9,6 +9,7 @@ helpers at the end of this file.
 from __future__ import annotations
 
 import matplotlib as mpl
+import matplotlib.ticker as mticker
 import numpy as np
 
 __all__ = [
@@ -192,6 +193,7 @@ def plot_accuracy_cost(ax, series, *, xlabel="cost", ylabel="relative error", fl
         ax.plot(cost, np.maximum(err, floor), label=name, **style)
     if loglog:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())  # minor labels collide on short decades
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

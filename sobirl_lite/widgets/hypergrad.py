@@ -124,6 +124,7 @@ def hypergradient_field_widget(x1_range=(-0.5, 2.0), x2_range=(-1.0, 2.0), resol
         state.update(x=xp, solution=sol, grad=g, phi=phi(problem, xp, solution=sol))
 
         fig = view.clear()
+        fig.get_layout_engine().set(wspace=0.08)
         ax_f, ax_p = fig.subplots(1, 2, width_ratios=[1.15, 1.0])
         best = np.unravel_index(np.argmin(field.phi), field.phi.shape)
         plot_field(ax_f, *field, label=r"$\phi(x)$", xlabel=r"$x_1$ (goal bonus)",
