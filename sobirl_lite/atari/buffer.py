@@ -112,11 +112,14 @@ class FrameReplayBuffer:
 
     def sample_slots(self, n: int):
         """``n`` uniformly drawn stored transitions (with replacement): ``(slots, envs)``, each ``(n,)`` int64."""
-        if len(self) == 0:
+        if self.count < 2:  # (cheap test: len(self) would reduce over the whole buffer on every batch)
             raise RuntimeError("the replay buffer holds no transition yet")
         max_age = self.max_age()
-        slots, envs, have = [], [], 0
+        slots, envs, have, rounds = [], [], 0, 0
         while have < n:  # rejection sampling: invalid slots are about one per game, so one round nearly always does
+            rounds += 1
+            if rounds > 1000:
+                raise RuntimeError("the replay buffer holds (almost) no valid transition")
             m = 2 * (n - have) + 8
             age = torch.randint(1, max_age + 1, (m,), generator=self.generator, device=self.device)
             s = (self.pos - age) % self.C

@@ -185,3 +185,14 @@ def test_unusable_checkpoints_are_clear_errors_never_a_silent_restart(reference,
     code, err = attempt(empty, "--resume")
     assert code == 2 and "no checkpoint" in err
     assert not (empty / "progress.csv").exists()
+
+
+def test_read_run_parses_the_log(reference):
+    from sobirl_lite.atari.logs import read_run, running_mean
+
+    lg = read_run(str(reference))
+    assert lg.steps == int(STEPS) and lg.meta["config"]["algo"] == "sobirl"
+    assert lg.iterations["global_step"].tolist() == list(range(100, int(STEPS) + 1, 100))
+    assert lg.episodes["episode_length"].size >= 4 and (lg.episodes["episode_length"] <= 100).all()
+    assert lg.command.startswith("python -m sobirl_lite.atari train --algo sobirl")
+    assert running_mean([1, 2, 3, 4], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
