@@ -94,6 +94,12 @@ class SoftSolution(NamedTuple):
     residual: float
 
 
+def _round_off(Q):
+    """The smallest Bellman residual float64 can certify for values of this size (a tolerance below it would
+    never be met, whatever the method)."""
+    return 64 * np.finfo(np.float64).eps * max(1.0, float(np.max(np.abs(Q))))
+
+
 def solve_soft_mdp(mdp: TabularMDP, tol: float = 1e-10, max_iter: int | None = None, Q0=None,
                    method: str = "auto") -> SoftSolution:
     """Solve the entropy-regularised MDP: :math:`Q^* = BQ^*`, :math:`\\pi^* = \\mathrm{softmax}_\\tau(Q^*)` (eqs (5)-(7)).
@@ -106,8 +112,10 @@ def solve_soft_mdp(mdp: TabularMDP, tol: float = 1e-10, max_iter: int | None = N
         even at :math:`\\gamma = 0.999`;
       * ``"auto"`` (default): value iteration when :math:`\\gamma \\le 0.8`, else policy iteration.
 
-    ``Q0`` (S, A) warm-starts the iteration (zeros by default). Raises ``RuntimeError`` if ``max_iter`` is
-    reached before ``tol``, naming the residual, rather than returning an inaccurate answer silently.
+    ``Q0`` (S, A) warm-starts the iteration (zeros by default). The loop stops at residual ``<= tol``, or at
+    float64 round-off (:math:`64\\,\\epsilon_{\\rm mach}\\max|Q|`) when ``tol`` asks for less than that. Raises
+    ``RuntimeError`` if ``max_iter`` is reached first, naming the residual, rather than returning an inaccurate
+    answer silently.
     """
     if not tol > 0:
         raise ValueError(f"tol must be positive; got {tol}")
@@ -122,23 +130,17 @@ def solve_soft_mdp(mdp: TabularMDP, tol: float = 1e-10, max_iter: int | None = N
     BQ = soft_bellman(mdp, Q)
     residual = float(np.max(np.abs(BQ - Q)))
     it = 0
-    while residual > tol:
+    while residual > max(tol, _round_off(Q)):
         if it >= max_iter:
             raise RuntimeError(f"solve_soft_mdp ({method}) did not reach tol={tol:g} in {max_iter} iterations; "
                                f"Bellman residual {residual:.3g}")
         if method == "value_iteration":
             Q = BQ
         else:
-            _, Q_new = evaluate_policy(mdp, softmax_policy(Q, mdp.tau))
-            Q = Q_new
+            _, Q = evaluate_policy(mdp, softmax_policy(Q, mdp.tau))
         BQ = soft_bellman(mdp, Q)
-        new_residual = float(np.max(np.abs(BQ - Q)))
+        residual = float(np.max(np.abs(BQ - Q)))
         it += 1
-        if method == "policy_iteration" and new_residual >= residual and residual < 1e3 * tol:
-            # Newton has hit round-off: further solves cannot improve on a residual this close to tol
-            residual = min(residual, new_residual)
-            break
-        residual = new_residual
     V = soft_max(Q, mdp.tau)
     return SoftSolution(V=V, Q=Q, pi=softmax_policy(Q, mdp.tau), iterations=it, residual=residual)
 

@@ -145,3 +145,12 @@ def test_eigenvalues_of_I_minus_gamma_P_pi(params, seed):
     pi = sl.softmax_policy(np.random.default_rng(seed).normal(scale=3, size=(mdp.S, mdp.A)), 1.0)
     mods = np.abs(np.linalg.eigvals(np.eye(mdp.S) - mdp.gamma * mdp.policy_matrix(pi)))
     assert np.all(mods >= 1 - mdp.gamma - 1e-10) and np.all(mods <= 1 + mdp.gamma + 1e-10)
+
+
+@pytest.mark.parametrize("method", ["value_iteration", "policy_iteration"])
+def test_tolerance_below_round_off_stops_at_round_off(method):
+    # |Q| ~ 2e3: a residual of 1e-14 is not representable; the solver must stop at round-off, not raise
+    mdp = sl.random_mdp(20, 4, seed=0, gamma=0.99, tau=0.1, reward_scale=30)
+    sol = sl.solve_soft_mdp(mdp, tol=1e-14, method=method)
+    assert np.abs(sol.Q).max() > 1e3
+    assert sol.residual <= 64 * np.finfo(float).eps * np.abs(sol.Q).max()
