@@ -196,3 +196,17 @@ def test_read_run_parses_the_log(reference):
     assert lg.episodes["episode_length"].size >= 4 and (lg.episodes["episode_length"] <= 100).all()
     assert lg.command.startswith("python -m sobirl_lite.atari train --algo sobirl")
     assert running_mean([1, 2, 3, 4], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+
+
+def test_vector_backend_trains_and_resumes_with_new_games(tmp_path, tiny_flags):
+    """The C++ vector env cannot be snapshotted: a resume starts new games, keeps every logged row, and goes on."""
+    out = tmp_path / "vec"
+    args = ["train", "--algo", "drlhf", "--seed", "2", "--out", str(out), *tiny_flags, "--env-backend", "vector",
+            "--num-envs", "2"]
+    assert main([*args, "--steps", "200"]) == 0
+    first = read_rows(out / "progress.csv")
+    assert main([*args, "--steps", "400", "--resume"]) == 0
+    rows = read_rows(out / "progress.csv")
+    assert rows[:len(first)] == first
+    assert [int(r["global_step"]) for r in rows if r["kind"] == "iteration"] == [100, 200, 300, 400]
+    assert sum(r["kind"] == "episode" for r in rows) >= 4  # two games at a time, truncated at 100 steps
