@@ -14,6 +14,6 @@ from .upper import QuadraticUpper, UpperValue
 from .problem import BilevelProblem
 from .hypergrad import (HypergradientParts, ImplicitDerivatives, adjoint_vector, finite_difference_hypergradient,
                         forward_hypergradient, hypergradient, hypergradient_parts, implicit_derivatives, phi,
-                        unrolled_hypergradient)
+                        unrolled_hypergradient, unrolled_step)
 
 __version__ = "0.1.0"

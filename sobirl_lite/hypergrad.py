@@ -157,17 +157,19 @@ def _torch_transitions(problem: BilevelProblem):
     return torch.as_tensor(P.reshape(problem.S * problem.A, problem.S))
 
 
-def unrolled_hypergradient(problem: BilevelProblem, x, iters: int, Q0=None) -> np.ndarray:
-    """The ITD baseline: autograd through ``iters`` soft Bellman iterations :math:`Q \\leftarrow B_x Q` from ``Q0``
-    (zeros by default), then :math:`\\pi_K = \\mathrm{softmax}_\\tau(Q_K)`. Returns (n,): the exact gradient of
-    :math:`x \\mapsto f(x, \\pi_K(x))`, which tends to :math:`\\nabla\\phi(x)` as ``iters`` grows (at rate
-    :math:`O(\\gamma^{K})`). Memory and time grow linearly with ``iters``.
+def unrolled_step(problem: BilevelProblem, x, iters: int, Q0=None, P_t=None):
+    """Autograd through ``iters`` soft Bellman iterations :math:`Q \\leftarrow B_x Q` from ``Q0`` (zeros by default,
+    treated as a constant), then :math:`\\pi_K = \\mathrm{softmax}_\\tau(Q_K)`.
+
+    Returns ``(grad (n,), Q_K (S, A), pi_K (S, A))``: ``grad`` is the exact gradient of
+    :math:`x \\mapsto f(x, \\pi_K(x))`; ``Q_K`` lets the ITD baseline warm-start its next unroll. ``P_t`` may pass
+    the torch transition matrix to avoid rebuilding it.
     """
     x = problem.reward._check_x(x)
     if int(iters) < 0:
         raise ValueError(f"iters must be non-negative; got {iters}")
     S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
-    P_t = _torch_transitions(problem)
+    P_t = _torch_transitions(problem) if P_t is None else P_t
     x_t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     r = problem.reward.value_torch(x_t)
     Q = torch.zeros(S, A, dtype=torch.float64) if Q0 is None else torch.as_tensor(np.asarray(Q0, dtype=np.float64))
@@ -179,4 +181,14 @@ def unrolled_hypergradient(problem: BilevelProblem, x, iters: int, Q0=None) -> n
     g_pi = torch.as_tensor(np.asarray(problem.upper.grad_pi(x, pi), dtype=np.float64))
     (dx,) = torch.autograd.grad(pi_t, x_t, grad_outputs=g_pi, allow_unused=True)
     through_pi = np.zeros(problem.n) if dx is None else dx.numpy()
-    return np.asarray(problem.upper.grad_x(x, pi), dtype=np.float64) + through_pi
+    grad = np.asarray(problem.upper.grad_x(x, pi), dtype=np.float64) + through_pi
+    return grad, Q.detach().numpy().copy(), pi
+
+
+def unrolled_hypergradient(problem: BilevelProblem, x, iters: int, Q0=None) -> np.ndarray:
+    """The ITD baseline: autograd through ``iters`` soft Bellman iterations :math:`Q \\leftarrow B_x Q` from ``Q0``
+    (zeros by default), then :math:`\\pi_K = \\mathrm{softmax}_\\tau(Q_K)`. Returns (n,): the exact gradient of
+    :math:`x \\mapsto f(x, \\pi_K(x))`, which tends to :math:`\\nabla\\phi(x)` as ``iters`` grows (at rate
+    :math:`O(\\gamma^{K})`). Memory and time grow linearly with ``iters``.
+    """
+    return unrolled_step(problem, x, iters, Q0)[0]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import html.parser
 import http.server
-import tempfile
 import threading
 import urllib.parse
 from pathlib import Path

@@ -8,7 +8,7 @@ import sobirl_lite as sl
 from sobirl_lite.algorithms import History, MSoBiRLConfig, m_sobirl
 from sobirl_lite.problems import synthetic_problem
 
-from helpers import linear_problem, rel_err
+from helpers import linear_problem
 
 
 def _quiet(**kw):

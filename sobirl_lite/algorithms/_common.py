@@ -29,6 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..hypergrad import hypergradient
+from ..soft import soft_max as soft_max_rows  # noqa: F401  (re-exported for the algorithms)
+from ..soft import softmax_policy as softmax_rows  # noqa: F401
 from ..soft import solve_soft_mdp
 
 #: accuracy a direct solve is assumed to deliver, used to convert it into backup-equivalents
@@ -73,17 +75,22 @@ def progress_range(iterations: int, enabled: bool, desc: str):
     return tqdm(range(iterations), desc=desc, disable=not enabled, delay=1.0, leave=False, mininterval=0.5)
 
 
-def soft_max_rows(Q, tau):
-    """:math:`\\tau\\log\\sum_a e^{Q(s,a)/\\tau}` per row, stable (same as :func:`sobirl_lite.soft.soft_max`,
-    without its argument checks, for inner loops)."""
-    m = Q.max(axis=1)
-    return m + tau * np.log(np.exp((Q - m[:, None]) / tau).sum(axis=1))
+def log_iteration(hist, row: dict, x, cfg) -> bool:
+    """Record ``row`` in ``hist``, keep :math:`x_k` when ``cfg.keep_iterates``; return True when the monitored
+    :math:`\\|\\nabla\\phi(x_k)\\|` has reached ``cfg.stop_grad`` (the run should stop)."""
+    hist.record(**row)
+    if cfg.keep_iterates:
+        hist.xs.append(np.array(x, copy=True))
+    return cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad
 
 
-def softmax_rows(Q, tau):
-    """Row-wise :math:`\\mathrm{softmax}_\\tau`, stable; (S, A) -> (S, A)."""
-    z = np.exp((Q - Q.max(axis=1, keepdims=True)) / tau)
-    return z / z.sum(axis=1, keepdims=True)
+def descend(x, step, beta: float, name: str, k: int):
+    """The upper-level step :math:`x - \\beta\\,\\text{step}`; raises FloatingPointError naming the algorithm and
+    the iteration instead of carrying NaN or inf forward."""
+    x = x - beta * step
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError(f"{name} diverged at iteration {k} (non-finite x); reduce beta")
+    return x
 
 
 def bellman_to_tolerance(mdp, Q, tol, max_backups):

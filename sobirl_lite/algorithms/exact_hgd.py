@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..problem import BilevelProblem
-from ._common import (TrueGradientTracker, bellman_to_tolerance, check_positive, check_x0, direct_solve_cost,
-                      policy_evaluation_iterative, progress_range, softmax_rows)
+from ._common import (TrueGradientTracker, bellman_to_tolerance, check_positive, check_x0, descend,
+                      direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range,
+                      softmax_rows)
 from .history import History
 from ..mdp import solve_policy_system
 
@@ -107,15 +108,10 @@ def exact_hgd(problem: BilevelProblem, x0, config: ExactHGDConfig | None = None,
 
         row.update(grad_norm=float(np.linalg.norm(g)), inner_iterations=m)
         row.setdefault("phi", float(upper.value(x, pi)))
-        hist.record(**row)
-        if cfg.keep_iterates:
-            hist.xs.append(x.copy())
-        if cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad:
+        if log_iteration(hist, row, x, cfg):
             break
 
-        x = x - cfg.beta * g
-        if not np.all(np.isfinite(x)):
-            raise FloatingPointError(f"exact HGD diverged at iteration {k} (non-finite x); reduce beta")
+        x = descend(x, g, cfg.beta, "exact HGD", k)
         backups += m + 1.0 + adj_cost
 
     hist.x = x

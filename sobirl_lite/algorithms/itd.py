@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
-from ..hypergrad import _torch_transitions
+from ..hypergrad import _torch_transitions, unrolled_step
 from ..problem import BilevelProblem
-from ._common import TrueGradientTracker, check_positive, check_x0, progress_range
+from ._common import TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range
 from .history import History
 
 
@@ -47,29 +46,6 @@ class ITDConfig:
         return self
 
 
-def unrolled_step(problem: BilevelProblem, x, unroll: int, Q0=None, P_t=None):
-    """One ITD gradient: autograd through ``unroll`` backups from ``Q0`` (zeros by default).
-
-    Returns ``(grad (n,), Q_K (S, A), pi_K (S, A))``. Same value as
-    :func:`sobirl_lite.hypergrad.unrolled_hypergradient`, plus the last iterate for warm starts.
-    """
-    S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
-    P_t = _torch_transitions(problem) if P_t is None else P_t
-    x_t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    r = problem.reward.value_torch(x_t)
-    Q = torch.zeros(S, A, dtype=torch.float64) if Q0 is None else torch.as_tensor(np.asarray(Q0, dtype=np.float64))
-    for _ in range(int(unroll)):
-        V = tau * torch.logsumexp(Q / tau, dim=1)
-        Q = r + gamma * (P_t @ V).reshape(S, A)
-    pi_t = torch.softmax(Q / tau, dim=1)
-    pi = pi_t.detach().numpy()
-    g_pi = torch.as_tensor(np.asarray(problem.upper.grad_pi(x, pi), dtype=np.float64))
-    (dx,) = torch.autograd.grad(pi_t, x_t, grad_outputs=g_pi, allow_unused=True)
-    through_pi = np.zeros(problem.n) if dx is None else dx.numpy()
-    grad = np.asarray(problem.upper.grad_x(x, pi), dtype=np.float64) + through_pi
-    return grad, Q.detach().numpy().copy(), pi
-
-
 def itd(problem: BilevelProblem, x0, config: ITDConfig | None = None) -> History:
     """Gradient descent on :math:`x\\mapsto f(x,\\pi_K(x))` with :math:`\\pi_K` from ``config.unroll`` unrolled
     backups. Returns a :class:`History` (row ``k`` = start of iteration ``k``; ``backups`` spent to produce
@@ -90,14 +66,9 @@ def itd(problem: BilevelProblem, x0, config: ITDConfig | None = None) -> History
         Q = Q_K
         row["grad_norm"] = float(np.linalg.norm(g))
         row.setdefault("phi", float(problem.upper.value(x, pi)))
-        hist.record(**row)
-        if cfg.keep_iterates:
-            hist.xs.append(x.copy())
-        if cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad:
+        if log_iteration(hist, row, x, cfg):
             break
-        x = x - cfg.beta * g
-        if not np.all(np.isfinite(x)):
-            raise FloatingPointError(f"ITD diverged at iteration {k} (non-finite x); reduce beta")
+        x = descend(x, g, cfg.beta, "ITD", k)
         backups += 2.0 * cfg.unroll
     hist.x = x
     hist.extra["Q"] = Q

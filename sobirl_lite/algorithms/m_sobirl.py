@@ -25,8 +25,8 @@ import scipy.sparse as sp
 
 from ..hypergrad import adjoint_vector
 from ..problem import BilevelProblem
-from ._common import (TrueGradientTracker, check_positive, check_x0, progress_range, soft_max_rows,
-                      softmax_rows)
+from ._common import (TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range,
+                      soft_max_rows, softmax_rows)
 from .history import History
 
 
@@ -122,16 +122,11 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
 
         row["grad_norm"] = float(np.linalg.norm(g))
         row.setdefault("phi", float(upper.value(x, pi)))
-        hist.record(**row)
-        if cfg.keep_iterates:
-            hist.xs.append(x.copy())
-        if cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad:
+        if log_iteration(hist, row, x, cfg):
             break
 
         # line 6: the upper-level step
-        x = x - cfg.beta * g
-        if not np.all(np.isfinite(x)):
-            raise FloatingPointError(f"M-SoBiRL diverged at iteration {k} (non-finite x); reduce beta")
+        x = descend(x, g, cfg.beta, "M-SoBiRL", k)
 
         # lines 7-10: N soft Bellman backups Q <- B_{x_{k+1}} Q, warm-started from Q_k
         mdp = problem.mdp(x)

@@ -35,8 +35,8 @@ import torch
 from torch.func import grad, jacrev
 
 from ..problem import BilevelProblem
-from ._common import (TrueGradientTracker, check_positive, check_x0, direct_solve_cost, progress_range,
-                      soft_max_rows)
+from ._common import (TrueGradientTracker, check_positive, check_x0, descend, direct_solve_cost,
+                      progress_range, soft_max_rows)
 from .history import History
 
 
@@ -197,9 +197,7 @@ def parl(problem: BilevelProblem, x0, config: PARLConfig | None = None, Q0=None)
         if tracked and cfg.stop_grad is not None and row["true_grad_norm"] <= cfg.stop_grad:
             break
 
-        x = x - cfg.beta * g
-        if not np.all(np.isfinite(x)):
-            raise FloatingPointError(f"PARL diverged at iteration {k} (non-finite x); reduce beta")
+        x = descend(x, g, cfg.beta, "PARL", k)
         backups += cfg.inner_steps + oracle_cost
 
     hist.x = x

@@ -34,8 +34,8 @@ import numpy as np
 from ..mdp import solve_policy_system
 from ..problem import BilevelProblem
 from ..soft import solve_soft_mdp
-from ._common import (TrueGradientTracker, check_positive, check_x0, policy_evaluation_iterative, progress_range,
-                      soft_max_rows, softmax_rows)
+from ._common import (TrueGradientTracker, check_positive, check_x0, log_iteration, policy_evaluation_iterative,
+                      progress_range, soft_max_rows, softmax_rows)
 from .history import History
 
 
@@ -115,7 +115,7 @@ def pbrl(problem: BilevelProblem, x0, config: PBRLConfig | None = None, pi0=None
     cfg = (config or PBRLConfig()).validate()
     x = check_x0(problem, x0)
     S, A, gamma, tau, rho = problem.S, problem.A, problem.gamma, problem.tau, problem.rho
-    reward, upper = problem.reward, problem.upper
+    upper = problem.upper
     pi = np.full((S, A), 1.0 / A) if pi0 is None else np.asarray(pi0, dtype=np.float64).copy()
     if pi.shape != (S, A) or np.any(pi <= 0) or np.any(np.abs(pi.sum(axis=1) - 1) > 1e-8):
         raise ValueError(f"pi0 must be a strictly positive stochastic (S, A) = ({S}, {A}) array")
@@ -158,10 +158,7 @@ def pbrl(problem: BilevelProblem, x0, config: PBRLConfig | None = None, pi0=None
 
         row["grad_norm"] = float(np.linalg.norm(g_x))
         row.setdefault("phi", float(upper.value(x, pi)))
-        hist.record(**row)
-        if cfg.keep_iterates:
-            hist.xs.append(x.copy())
-        if cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad:
+        if log_iteration(hist, row, x, cfg):
             break
 
         # steps: gradient on x, mirror (exponentiated gradient) on each simplex π(·|s)

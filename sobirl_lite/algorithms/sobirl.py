@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..estimators import (ReturnLoss, estimate_hypergradient, exact_discounted_visits, sample_discounted_visits,
+from ..estimators import (ReturnLoss, estimate_hypergradient, sample_discounted_visits,
                           sample_tuples, soft_q_from_visits, truncation_horizon)
 from ..hypergrad import hypergradient, phi as exact_phi
 from ..problem import BilevelProblem

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import ipywidgets as widgets
 import numpy as np
 
-from ..mdp import TabularMDP, gridworld, random_mdp
+from ..mdp import TabularMDP, gridworld
 from ..plotting import grid_heatmap, plot_convergence, plot_grid_policy
 from ..soft import entropy, soft_value_map, solve_soft_mdp
 from ._figure import FigureView, panel
