@@ -66,7 +66,6 @@ def dense_problem(S=500, A=8, n=64, gamma=0.99, tau=0.5, seed=0, features="dense
 def part_a():
     _part_a("slow", 0.99)
     _part_a("fast", 0.99)
-    _part_a("slow", 0.999)  # context: ITD's cost grows like 1/(1-gamma), the closed form's does not
 
 
 def _part_a(mixing, gamma):
