@@ -24,6 +24,7 @@ Each algorithm's docstring lists its per-iteration count under this convention.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -59,6 +60,27 @@ def check_positive(name, value, integer=False, allow_zero=False):
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite; got {value!r}")
     return value
+
+
+@dataclass
+class RunOptions:
+    """Options shared by every model-based run: reproducibility and monitoring, not hyperparameters of the
+    algorithm. Each algorithm's config dataclass extends it with its own hyperparameters."""
+
+    seed: int = 0                   # seeds every random draw (M-SoBiRL's w_0); deterministic methods ignore it
+    track_true_grad: bool = False   # also record ||∇φ(x_k)|| and φ(x_k) from an exact solve (not counted as cost)
+    track_every: int = 1            # when tracking, every how many iterations (NaN in between)
+    stop_grad: float | None = None  # when tracking: stop once ||∇φ(x_k)|| <= stop_grad
+    progress: bool = True           # tqdm bar (appears only on runs longer than a second)
+    keep_iterates: bool = False     # store every x_k in History.xs
+
+    def validate_run_options(self):
+        check_positive("track_every", self.track_every, integer=True)
+        if self.stop_grad is not None:
+            check_positive("stop_grad", self.stop_grad)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        return self
 
 
 def check_x0(problem, x0):

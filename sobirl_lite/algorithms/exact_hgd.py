@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..problem import BilevelProblem
-from ._common import (TrueGradientTracker, bellman_to_tolerance, check_positive, check_x0, descend,
+from ._common import (RunOptions, TrueGradientTracker, bellman_to_tolerance, check_positive, check_x0, descend,
                       direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range,
                       softmax_rows)
 from .history import History
@@ -33,7 +33,7 @@ from ..mdp import solve_policy_system
 
 
 @dataclass
-class ExactHGDConfig:
+class ExactHGDConfig(RunOptions):
     """Hyperparameters of exact hyper-gradient descent."""
 
     beta: float = 8e-3            # step size for x
@@ -42,21 +42,13 @@ class ExactHGDConfig:
     warm_start: bool = True       # start each lower-level (and adjoint) solve from the previous solution
     adjoint: str = "iterative"    # "iterative" (fixed-point sweeps, counted) or "direct" (LU, charged)
     max_inner: int = 100_000      # safety cap on backups per lower-level solve
-    seed: int = 0                 # unused by the algorithm (deterministic); kept for a uniform interface
-    track_true_grad: bool = False  # also record ||∇φ(x_k)|| from an exact solve (not counted)
-    track_every: int = 1
-    stop_grad: float | None = None  # when tracking: stop once ||∇φ(x_k)|| <= stop_grad
-    progress: bool = True
-    keep_iterates: bool = False
 
     def validate(self):
+        self.validate_run_options()
         check_positive("beta", self.beta)
         check_positive("tol", self.tol)
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
         check_positive("max_inner", self.max_inner, integer=True)
-        check_positive("track_every", self.track_every, integer=True)
-        if self.stop_grad is not None:
-            check_positive("stop_grad", self.stop_grad)
         if self.adjoint not in ("iterative", "direct"):
             raise ValueError(f"adjoint must be 'iterative' or 'direct'; got {self.adjoint!r}")
         return self

@@ -17,32 +17,24 @@ import numpy as np
 
 from ..hypergrad import _torch_transitions, unrolled_step
 from ..problem import BilevelProblem
-from ._common import TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range
+from ._common import RunOptions, TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range
 from .history import History
 
 
 @dataclass
-class ITDConfig:
+class ITDConfig(RunOptions):
     """Hyperparameters of ITD."""
 
     beta: float = 8e-3            # step size for x
     unroll: int = 10              # K, backups differentiated through per outer iteration
     iterations: int = 3000        # outer iterations
     warm_start: bool = True       # unroll from the previous Q^{(K)} (detached) instead of zeros
-    seed: int = 0                 # unused (deterministic); kept for a uniform interface
-    track_true_grad: bool = False
-    track_every: int = 1
-    stop_grad: float | None = None  # when tracking: stop once ||∇φ(x_k)|| <= stop_grad
-    progress: bool = True
-    keep_iterates: bool = False
 
     def validate(self):
+        self.validate_run_options()
         check_positive("beta", self.beta)
         check_positive("unroll", self.unroll, integer=True)
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
-        check_positive("track_every", self.track_every, integer=True)
-        if self.stop_grad is not None:
-            check_positive("stop_grad", self.stop_grad)
         return self
 
 

@@ -25,36 +25,26 @@ import scipy.sparse as sp
 
 from ..hypergrad import adjoint_vector
 from ..problem import BilevelProblem
-from ._common import (TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range,
+from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range,
                       soft_max_rows, softmax_rows)
 from .history import History
 
 
 @dataclass
-class MSoBiRLConfig:
+class MSoBiRLConfig(RunOptions):
     """Hyperparameters of Algorithm 1, defaults from the authors' synthetic experiment (spec §3)."""
 
     beta: float = 8e-3            # step size for x (line 6)
     xi: float = 0.5               # step size for the least-squares variable w (line 4; the code's `zeta`)
     inner_steps: int = 10         # N, soft Bellman backups per outer iteration (lines 7-9); a constant
     iterations: int = 3000        # K, outer iterations
-    seed: int = 0                 # seeds w_0 ~ N(0, I)
-    track_true_grad: bool = False  # also record ||∇φ(x_k)|| (closed form (9)), φ(x_k) and the merit terms
-    track_every: int = 1          # when tracking, every how many iterations (NaN in between)
-    stop_grad: float | None = None  # when tracking: stop once ||∇φ(x_k)|| <= stop_grad
-    progress: bool = True         # tqdm bar (appears only on runs longer than a second)
-    keep_iterates: bool = False   # store every x_k in History.xs
 
     def validate(self):
+        self.validate_run_options()
         check_positive("beta", self.beta)
         check_positive("xi", self.xi)
         check_positive("inner_steps", self.inner_steps, integer=True, allow_zero=True)
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
-        check_positive("track_every", self.track_every, integer=True)
-        if self.stop_grad is not None:
-            check_positive("stop_grad", self.stop_grad)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer; got {self.seed!r}")
         return self
 
 

@@ -35,13 +35,13 @@ import torch
 from torch.func import grad, jacrev
 
 from ..problem import BilevelProblem
-from ._common import (TrueGradientTracker, check_positive, check_x0, descend, direct_solve_cost,
+from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, descend, direct_solve_cost,
                       progress_range, soft_max_rows)
 from .history import History
 
 
 @dataclass
-class PARLConfig:
+class PARLConfig(RunOptions):
     """Hyperparameters of PARL."""
 
     beta: float = 8e-3            # step size for x
@@ -50,26 +50,18 @@ class PARLConfig:
     damping: float = 1e-6         # δ for hessian="damped"
     rcond: float = 1e-12          # relative cut-off of the pseudo-inverse
     iterations: int = 3000
-    seed: int = 0                 # unused (deterministic); kept for a uniform interface
-    track_true_grad: bool = False
-    track_every: int = 1
-    stop_grad: float | None = None
-    progress: bool = True
-    keep_iterates: bool = False
 
     def validate(self):
+        self.validate_run_options()
         check_positive("beta", self.beta)
         check_positive("inner_steps", self.inner_steps, integer=True)
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
-        check_positive("track_every", self.track_every, integer=True)
         check_positive("rcond", self.rcond)
         check_positive("damping", self.damping, allow_zero=True)
         if self.hessian not in ("pinv", "damped"):
             raise ValueError(f"hessian must be 'pinv' or 'damped'; got {self.hessian!r}")
         if self.hessian == "damped" and self.damping == 0:
             raise ValueError("hessian='damped' needs damping > 0 (the softmax Hessian is singular)")
-        if self.stop_grad is not None:
-            check_positive("stop_grad", self.stop_grad)
         return self
 
 

@@ -34,13 +34,13 @@ import numpy as np
 from ..mdp import solve_policy_system
 from ..problem import BilevelProblem
 from ..soft import solve_soft_mdp
-from ._common import (TrueGradientTracker, check_positive, check_x0, log_iteration, policy_evaluation_iterative,
+from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, log_iteration, policy_evaluation_iterative,
                       progress_range, soft_max_rows, softmax_rows)
 from .history import History
 
 
 @dataclass
-class PBRLConfig:
+class PBRLConfig(RunOptions):
     """Hyperparameters of value-penalty PBRL."""
 
     lam: float = 10.0             # penalty weight λ
@@ -50,14 +50,9 @@ class PBRLConfig:
     iterations: int = 3000
     solve_tol: float = 1e-10      # tolerance of the iterative policy-evaluation solves
     max_sweeps: int = 100_000
-    seed: int = 0                 # unused (deterministic); kept for a uniform interface
-    track_true_grad: bool = False
-    track_every: int = 1
-    stop_grad: float | None = None  # when tracking: stop once ||∇φ(x_k)|| <= stop_grad
-    progress: bool = True
-    keep_iterates: bool = False
 
     def validate(self):
+        self.validate_run_options()
         check_positive("lam", self.lam)
         check_positive("beta", self.beta)
         if self.eta is not None:
@@ -66,9 +61,6 @@ class PBRLConfig:
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
         check_positive("solve_tol", self.solve_tol)
         check_positive("max_sweeps", self.max_sweeps, integer=True)
-        check_positive("track_every", self.track_every, integer=True)
-        if self.stop_grad is not None:
-            check_positive("stop_grad", self.stop_grad)
         return self
 
 

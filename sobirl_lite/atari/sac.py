@@ -55,28 +55,24 @@ def to_float(obs: torch.Tensor) -> torch.Tensor:
     return obs.float() / 255.0
 
 
-class SoftQNetwork(nn.Module):
+class _EncoderHead(nn.Module):
+    """A Nature-CNN encoder and a linear head: ``(B, 4, 84, 84)`` uint8 -> ``(B, |A|)``."""
+
+    def __init__(self, n_actions: int, in_frames: int = 4):
+        super().__init__()
+        self.encoder = nature_cnn(in_frames)
+        self.head = _kaiming(nn.Linear(512, n_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(to_float(obs)))
+
+
+class SoftQNetwork(_EncoderHead):
     """``Q(s, .)``: ``(B, 4, 84, 84)`` uint8 -> ``(B, |A|)``. Each critic has its own encoder (as in CleanRL)."""
 
-    def __init__(self, n_actions: int, in_frames: int = 4):
-        super().__init__()
-        self.encoder = nature_cnn(in_frames)
-        self.head = _kaiming(nn.Linear(512, n_actions))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(to_float(obs)))
-
-
-class Actor(nn.Module):
-    """Categorical policy ``pi(.|s)``: ``(B, 4, 84, 84)`` uint8 -> logits ``(B, |A|)``."""
-
-    def __init__(self, n_actions: int, in_frames: int = 4):
-        super().__init__()
-        self.encoder = nature_cnn(in_frames)
-        self.head = _kaiming(nn.Linear(512, n_actions))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(to_float(obs)))
+class Actor(_EncoderHead):
+    """Categorical policy ``pi(.|s)``: ``(B, 4, 84, 84)`` uint8 -> logits ``(B, |A|)``; its own encoder too."""
 
     def probs(self, obs: torch.Tensor):
         """``(probs, log_probs)``, both ``(B, |A|)``."""
