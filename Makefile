@@ -24,7 +24,7 @@ $(PYTHON):
 # Reinstall whenever the pins change. torch is pinned (==2.13.0) in pyproject.toml: a range would let pip pull a
 # multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(PYTHON)
-	$(PYTHON) -m pip install -q -e ".[book,test]"
+	$(PYTHON) -m pip install -q -e ".[book,test,ray]"
 	@touch $@
 
 setup: $(STAMP)

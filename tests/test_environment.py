@@ -28,7 +28,8 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 def _pyproject_pins() -> dict[str, str]:
     project = _pyproject()["project"]
     extras = project.get("optional-dependencies", {})
-    return _pins(project["dependencies"] + extras.get("book", []) + extras.get("test", []))
+    return _pins(project["dependencies"] + extras.get("book", []) + extras.get("test", [])
+                 + extras.get("ray", []))
 
 
 def _environment() -> dict:
@@ -69,7 +70,7 @@ def test_environment_yml_python_and_package():
 
 def test_make_installs_the_extras_and_ci_runs_make_test():
     makefile = (REPO / "Makefile").read_text()
-    assert '-e ".[book,test]"' in makefile, "make must install the package with both extras"
+    assert '-e ".[book,test,ray]"' in makefile, "make must install the package with its extras"
     assert "SOBIRL_BUDGET=quick" in makefile, "make test must run with the quick budget"
     commands = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()
                 if line.strip() and not line.strip().startswith("#")]
