@@ -9,11 +9,12 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup vendor browser book test clean
+.PHONY: help setup vendor browser book test lab clean
 
 help:
 	@echo "make book   build the book (HTML in _build/html)"
 	@echo "make test   run every test (quick budget)"
+	@echo "make lab    open the chapters in JupyterLab (quick budget; make lab BUDGET=full for the book's)"
 	@echo "make clean  remove build outputs (keeps .venv and vendor/)"
 
 # The virtual environment. Checked first so a too-old Python fails with a message instead of a pip error.
@@ -53,6 +54,17 @@ book: vendor
 # One thread per numerical library: the tests run on 2 shared cores, and oversubscription only slows them down.
 test: vendor browser
 	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest
+
+# JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes
+# back to the .md; the widgets are live. The configuration lives in .lab/ (tests/test_lab.py starts the same server).
+# Quick budget by default, so a chapter runs top to bottom in well under a minute; `make lab BUDGET=full` gives the
+# numbers of the rendered book. Extra options go to JupyterLab: `make lab LAB_ARGS="--port=8899"`.
+BUDGET ?= quick
+LAB_ARGS ?=
+lab: setup
+	$(if $(filter $(BUDGET),quick full),,$(error BUDGET must be quick or full, not '$(BUDGET)'))
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.lab$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" SOBIRL_BUDGET=$(BUDGET) \
+	  $(BIN)/jupyter-lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build screenshots

@@ -177,6 +177,19 @@ def find_chromium() -> str | None:
     return None
 
 
+def require_chromium(purpose: str) -> str:
+    """The Chromium binary, or skip the calling test (fail under CI, where a browser is required)."""
+    import pytest
+
+    binary = find_chromium()
+    if binary is None:
+        message = f"Chromium is not installed (Debian: `apt-get install chromium`, which `make test` does as root); {purpose}"
+        if IN_CI:
+            pytest.fail(message + " -- a browser is required under CI")
+        pytest.skip(message)
+    return binary
+
+
 class CDPError(RuntimeError):
     pass
 
