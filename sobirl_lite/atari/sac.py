@@ -8,14 +8,18 @@ For a batch of transitions ``(s, a, r, s', d)``:
 
 * critics:  ``y = r + gamma (1 - d) sum_a' pi(a'|s') [min_i Q_i^target(s', a') - alpha log pi(a'|s')]`` and
   ``L_Q = MSE(Q_1(s, a), y) + MSE(Q_2(s, a), y)``;
-* actor:    ``L_pi = E_s sum_a pi(a|s) [alpha log pi(a|s) - min_i Q_i(s, a)]``;
-* temperature: ``L_alpha = E_s alpha (H(pi(.|s)) - H_target)`` with ``H_target = 0.89 log|A|``: when the policy's
-  entropy is above the target the temperature goes down, and vice versa.
+* actor:    ``L_pi = mean_{s, a} pi(a|s) [alpha log pi(a|s) - min_i Q_i(s, a)]``;
+* temperature: ``L_alpha = mean_{s, a} pi(a|s) [-alpha (log pi(a|s) + H_target)]`` with ``H_target = 0.89 log|A|``,
+  i.e. ``alpha (H(pi(.|s)) - H_target) / |A|`` averaged over states: when the policy's entropy is above the target
+  the temperature goes down, and vice versa.
+
+Both means run over the batch *and* the |A| actions, exactly as CleanRL's ``sac_atari.py`` and the authors'
+``sac_subroutine.py`` write them (``.mean()`` of a ``(B, |A|)`` tensor). The factor 1/|A| against the sum over actions
+is not harmless: Adam's ``eps = 1e-4`` is comparable to many actor gradient entries, so summing over actions would
+raise the effective actor learning rate several-fold and make the temperature adapt faster late in training.
 
 ``r`` is either the clipped true reward (SAC baseline) or the learned reward ``r_x(s, a)`` clamped to ``[-1, 1]``
-(SoBiRL, DRLHF); the trainer decides and passes it in. CleanRL averages the actor and temperature losses over the
-action dimension as well (``.mean()``); we sum over actions, which is the loss written above (Adam makes the constant
-factor |A| nearly irrelevant).
+(SoBiRL, DRLHF); the trainer decides and passes it in.
 """
 from __future__ import annotations
 
@@ -159,7 +163,7 @@ class DiscreteSAC:
         with torch.no_grad():
             q_min = torch.min(self.qf1(obs), self.qf2(obs))
         alpha = self.log_alpha.exp().detach()
-        actor_loss = (probs * (alpha * log_probs - q_min)).sum(-1).mean()
+        actor_loss = (probs * (alpha * log_probs - q_min)).mean()  # mean over batch and actions
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
@@ -167,7 +171,9 @@ class DiscreteSAC:
         entropy = -(probs.detach() * log_probs.detach()).sum(-1)  # (B,)
         alpha_loss = torch.zeros((), device=self.device)
         if self.cfg.autotune:
-            alpha_loss = (self.log_alpha.exp() * (entropy - self.target_entropy)).mean()
+            # = alpha (H - H_target) / |A| per state: the reference's mean over batch and actions
+            alpha_loss = (probs.detach() * (-self.log_alpha.exp()
+                                            * (log_probs.detach() + self.target_entropy))).mean()
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optimizer.step()

@@ -1,6 +1,7 @@
 """Networks and the discrete SAC update: spec §6.2 architectures, TD target by hand, temperature direction, LR anneal."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -81,6 +82,59 @@ def test_update_moves_networks_and_temperature_the_right_way():
     assert not all(torch.equal(a, b) for a, b in zip(sac.qf1.parameters(), sac.qf1_target.parameters()))
     sac.update_targets()
     assert all(torch.equal(a, b) for a, b in zip(sac.qf1.parameters(), sac.qf1_target.parameters()))
+
+
+def test_losses_equal_cleanrl_reference_expressions():
+    """Critic, actor and temperature losses (and the steps they drive) equal CleanRL's sac_atari expressions,
+    written out here term by term: the actor and temperature losses average over the batch *and* the actions."""
+    torch.manual_seed(1)
+    sac = DiscreteSAC(9, Config(alpha0=0.7))
+    B = 8
+    batch = {"obs": frames(B, 2), "next_obs": frames(B, 3), "actions": torch.randint(0, 9, (B,)),
+             "dones": torch.tensor([0, 0, 1, 0, 0, 0, 1, 0.0])}
+    rewards = torch.rand(B) * 2 - 1
+    ref = copy.deepcopy(sac)  # same weights, same optimiser states, updated by the reference below
+    stats = sac.update(batch, rewards)
+
+    obs, a = batch["obs"], batch["actions"]
+    # critics (CleanRL): y = r + gamma (1 - d) sum_a' pi(a'|s') (min Q_targ - alpha log pi), two MSEs
+    with torch.no_grad():
+        p_next, logp_next = ref.actor.probs(batch["next_obs"])
+        q_next = torch.min(ref.qf1_target(batch["next_obs"]), ref.qf2_target(batch["next_obs"]))
+        alpha = ref.log_alpha.exp()
+        y = rewards + (1 - batch["dones"]) * 0.99 * (p_next * (q_next - alpha * logp_next)).sum(1)
+    q1, q2 = ref.qf1(obs)[torch.arange(B), a], ref.qf2(obs)[torch.arange(B), a]
+    qf_loss = ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
+    ref.q_optimizer.zero_grad()
+    qf_loss.backward()
+    ref.q_optimizer.step()
+    # actor (CleanRL): (action_probs * (alpha * log_pi - min_qf_values)).mean() over a (B, |A|) tensor
+    p, logp = ref.actor.probs(obs)
+    with torch.no_grad():
+        q_min = torch.min(ref.qf1(obs), ref.qf2(obs))
+    terms = [p[b, i] * (alpha * logp[b, i] - q_min[b, i]) for b in range(B) for i in range(9)]
+    actor_loss = sum(terms) / (B * 9)
+    ref.actor_optimizer.zero_grad()
+    actor_loss.backward()
+    ref.actor_optimizer.step()
+    # temperature (CleanRL): (action_probs * (-exp(log_alpha) * (log_pi + target_entropy))).mean()
+    h_target = 0.89 * math.log(9)
+    alpha_terms = [p[b, i].detach() * (-ref.log_alpha.exp() * (logp[b, i].detach() + h_target))
+                   for b in range(B) for i in range(9)]
+    alpha_loss = sum(alpha_terms) / (B * 9)
+    ref.alpha_optimizer.zero_grad()
+    alpha_loss.backward()
+    ref.alpha_optimizer.step()
+
+    assert float(stats[0]) == pytest.approx(qf_loss.item(), rel=1e-5)
+    assert float(stats[1]) == pytest.approx(actor_loss.item(), rel=1e-5, abs=1e-7)
+    assert float(stats[2]) == pytest.approx(alpha_loss.item(), rel=1e-5, abs=1e-9)
+    entropy = -(p * logp).sum(1).detach()
+    assert alpha_loss.item() == pytest.approx(float((alpha * (entropy - h_target)).mean() / 9), rel=1e-5)
+    for mine, theirs in zip(sac.actor.parameters(), ref.actor.parameters()):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+    assert float(sac.log_alpha) == pytest.approx(float(ref.log_alpha), abs=1e-7)
+    assert float(sac.log_alpha) != pytest.approx(math.log(0.7))  # the temperature did move
 
 
 def test_linear_learning_rate_anneal():
