@@ -1,0 +1,205 @@
+"""The exercise checkers of sobirl_lite.exercises: a correct solution passes, each typical mistake fails with a
+message that names the case, the size of the error and, where it can, the mistake.
+
+The correct solutions below are written from the formulas, independently of the package (the chapters' reference
+implementations are checked by the notebook tests, which call the same checkers on them).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sobirl_lite import exercises as ex
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Correct solutions, and each one with a typical mistake.
+def _lse(Q, tau):
+    m = Q.max(axis=1, keepdims=True)
+    return (m + tau * np.log(np.exp((Q - m) / tau).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def soft_bellman(P, r, gamma, tau, Q):
+    return r + gamma * P @ _lse(Q, tau)
+
+
+def soft_bellman_no_gamma(P, r, gamma, tau, Q):
+    return r + P @ _lse(Q, tau)
+
+
+def soft_bellman_no_tau(P, r, gamma, tau, Q):
+    return r + gamma * P @ _lse(Q, 1.0)
+
+
+def soft_bellman_transposed(P, r, gamma, tau, Q):
+    return r + gamma * np.einsum("tas,t->sa", P, _lse(Q, tau))
+
+
+def soft_bellman_unstable(P, r, gamma, tau, Q):
+    with np.errstate(over="ignore"):
+        return r + gamma * P @ (tau * np.log(np.exp(Q / tau).sum(axis=1)))
+
+
+def implicit_dV(P, gamma, pi, J):
+    P_pi = np.einsum("sa,sat->st", pi, P)
+    return np.linalg.solve(np.eye(len(pi)) - gamma * P_pi, np.einsum("sa,san->sn", pi, J))
+
+
+def implicit_dV_transposed(P, gamma, pi, J):
+    P_pi = np.einsum("sa,sat->st", pi, P)
+    return np.linalg.solve(np.eye(len(pi)) - gamma * P_pi.T, np.einsum("sa,san->sn", pi, J))
+
+
+def implicit_dV_sign(P, gamma, pi, J):
+    return implicit_dV(P, -gamma, pi, J)
+
+
+def adjoint_hypergradient(P, gamma, tau, pi, J, grad_pi_f, grad_x_f, sign=-1.0, transpose=True, inv_tau=None):
+    S = len(pi)
+    u = pi * grad_pi_f
+    M = np.eye(S) - gamma * np.einsum("sa,sat->st", pi, P)
+    b = u.sum(axis=1) - gamma * np.einsum("sat,sa->t", P, u)
+    w = np.linalg.solve(M.T if transpose else M, b)
+    inv_tau = 1.0 / tau if inv_tau is None else inv_tau
+    return grad_x_f + inv_tau * np.einsum("san,sa->n", J, u + sign * pi * w[:, None])
+
+
+def w_step(P, gamma, pi, u, w, xi):
+    A_k = (np.eye(len(pi)) - gamma * np.einsum("sa,sat->st", pi, P)).T
+    b = u.sum(axis=1) - gamma * np.einsum("sat,sa->t", P, u)
+    return w - xi * A_k.T @ (A_k @ w - b)
+
+
+def true_return(P, r_true, gamma, rho, pi):
+    P_pi = np.einsum("sa,sat->st", pi, P)
+    return rho @ np.linalg.solve(np.eye(len(pi)) - gamma * P_pi, (pi * r_true).sum(axis=1))
+
+
+def exploration_term(C, pi, J, tau, states, actions, weights, transpose_C=False, subtract_V=True):
+    S, A, n = J.shape
+    C2 = C.reshape(S * A, S * A)
+    dQ = ((C2.T if transpose_C else C2) @ J.reshape(S * A, n)).reshape(S, A, n)
+    dV = np.einsum("sa,san->sn", pi, dQ) if subtract_V else np.zeros((S, n))
+    diff = dQ[states, actions] - dV[states]                                  # (B, N, H, n)
+    return np.einsum("bnh,bnhk->k", weights, diff) / (tau * states.shape[0])
+
+
+def preference_loss(r, states, actions, labels):
+    R = r[states, actions].sum(axis=-1)                                      # (B, 2)
+    z = R[:, 0] - R[:, 1]
+    return float(np.mean(np.logaddexp(0.0, z) - labels * z))
+
+
+def preference_loss_unstable(r, states, actions, labels):
+    R = r[states, actions].sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        p = 1 / (1 + np.exp(-(R[:, 0] - R[:, 1])))
+        return float(np.mean(-labels * np.log(p) - (1 - labels) * np.log(1 - p)))
+
+
+def hyper_term(r_all, actions, probs):
+    taken = r_all.gather(-1, actions[..., None]).squeeze(-1)
+    return (taken - (probs.detach() * r_all).sum(-1)).sum(dim=(1, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+CORRECT = [
+    (ex.check_soft_bellman, soft_bellman),
+    (ex.check_implicit_value_derivative, implicit_dV),
+    (ex.check_adjoint_hypergradient, adjoint_hypergradient),
+    (ex.check_w_step, w_step),
+    (ex.check_true_return, true_return),
+    (ex.check_exploration_term, exploration_term),
+    (ex.check_preference_loss, preference_loss),
+    (ex.check_hyper_term, hyper_term),
+]
+
+
+@pytest.mark.parametrize("check, solution", CORRECT, ids=[c.__name__ for c, _ in CORRECT])
+def test_a_correct_solution_passes(check, solution, capsys):
+    report = check(solution)
+    assert report.cases >= 6 and report.max_abs_diff < 1e-8
+    assert "all" in capsys.readouterr().out
+
+
+# (checker, wrong solution, words the message must contain)
+MISTAKES = [
+    (ex.check_soft_bellman, soft_bellman_no_gamma, ["gamma left out"]),
+    (ex.check_soft_bellman, soft_bellman_no_tau, ["without the temperature"]),
+    (ex.check_soft_bellman, soft_bellman_transposed, ["swapped"]),
+    (ex.check_soft_bellman, soft_bellman_unstable, ["large Q", "non-finite"]),
+    (ex.check_soft_bellman, lambda P, r, gamma, tau, Q: r + gamma * P @ Q.max(axis=1), ["hard max"]),
+    (ex.check_implicit_value_derivative, implicit_dV_transposed, ["P_pi transposed"]),
+    (ex.check_implicit_value_derivative, implicit_dV_sign, ["sign in I - gamma P_pi flipped"]),
+    (ex.check_implicit_value_derivative, lambda P, g, pi, J: np.einsum("sa,san->sn", pi, J), ["inverse left out"]),
+    (ex.check_implicit_value_derivative, lambda P, g, pi, J: implicit_dV(P, g, pi, J)[:, :1], ["shape"]),
+    (ex.check_adjoint_hypergradient,
+     lambda *a: adjoint_hypergradient(*a, transpose=False), ["instead of its transpose"]),
+    (ex.check_adjoint_hypergradient, lambda *a: adjoint_hypergradient(*a, sign=1.0), ["added instead of subtracted"]),
+    (ex.check_adjoint_hypergradient, lambda *a: adjoint_hypergradient(*a, inv_tau=1.0), ["1/tau left out"]),
+    (ex.check_w_step, lambda P, g, pi, u, w, xi: w_step(P, g, pi, u, w, -xi), ["sign"]),
+    (ex.check_w_step, lambda P, g, pi, u, w, xi: w_step(P, 1.0, pi, u, w, xi), ["gamma left out"]),
+    (ex.check_w_step, lambda P, g, pi, u, w, xi: w - xi * (np.eye(len(w)) - g * np.einsum("sa,sat->st", pi, P)).T
+     @ ((np.eye(len(w)) - g * np.einsum("sa,sat->st", pi, P)) @ w - u.sum(axis=1)
+        + g * np.einsum("sat,sa->t", P, u)), ["not transposed"]),
+    (ex.check_adjoint_hypergradient,
+     lambda P, g, tau, pi, J, gp, gx: adjoint_hypergradient(P, g, tau, pi, J, gp, 0 * gx), ["direct term"]),
+    (ex.check_true_return, lambda P, r, g, rho, pi: true_return(P, r, g, rho, pi) + 0.01, ["case 1"]),
+    (ex.check_true_return, lambda P, r, g, rho, pi: rho @ np.linalg.solve(
+        np.eye(len(pi)) - g * np.einsum("sa,sat->st", pi, P).T, (pi * r).sum(axis=1)), ["P_pi transposed"]),
+    (ex.check_true_return, lambda P, r, g, rho, pi: true_return(P, r, 0.0, rho, pi), ["gamma left out"]),
+    (ex.check_true_return, lambda P, r, g, rho, pi: true_return(P, r - np.log(pi), g, rho, pi), ["entropy bonus"]),
+    (ex.check_true_return, lambda P, r, g, rho, pi: -true_return(P, r, g, rho, pi), ["sign"]),
+    (ex.check_exploration_term, lambda *a: exploration_term(*a, transpose_C=True), ["C transposed"]),
+    (ex.check_exploration_term, lambda *a: exploration_term(*a, subtract_V=False), ["grad V not subtracted"]),
+    (ex.check_exploration_term, lambda C, pi, J, tau, s, a, w: exploration_term(C, pi, J, 1.0, s, a, w),
+     ["1/tau left out"]),
+    (ex.check_preference_loss, lambda r, s, a, y: preference_loss(r, s[:, ::-1], a[:, ::-1], y), ["sign flipped"]),
+    (ex.check_preference_loss, preference_loss_unstable, ["return gaps in the hundreds", "non-finite"]),
+    (ex.check_hyper_term, lambda r, a, p: hyper_term(r, a, p).detach(), ["shape"]),   # no gradient reaches r_all
+    (ex.check_hyper_term, lambda r, a, p: (r.gather(-1, a[..., None]).squeeze(-1) - (p * r).sum(-1)).sum(dim=(1, 2)),
+     ["not detached"]),
+    (ex.check_hyper_term, lambda r, a, p: -hyper_term(r, a, p), ["sign"]),
+    (ex.check_hyper_term, lambda r, a, p: hyper_term(r, a, torch.full_like(p, 1.0 / p.shape[-1])),
+     ["plain mean over actions"]),
+]
+
+
+@pytest.mark.parametrize("check, wrong, words", MISTAKES,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(MISTAKES)])
+def test_a_typical_mistake_fails_with_a_helpful_message(check, wrong, words):
+    with pytest.raises(ex.ExerciseCheckFailed) as info:
+        check(wrong)
+    msg = str(info.value)
+    assert check.__name__ in msg and "case " in msg, msg
+    assert "largest error" in msg or "shape" in msg or "non-finite" in msg, msg   # says by how much / what
+    for word in words:
+        assert word in msg, f"{word!r} missing from: {msg}"
+
+
+def test_a_stub_raises_not_implemented_error_unchanged():
+    """The student edition's notebooks rely on it: an unsolved exercise shows NotImplementedError, not a failure."""
+    def stub(P, r, gamma, tau, Q):
+        raise NotImplementedError("write soft_bellman")
+
+    with pytest.raises(NotImplementedError, match="write soft_bellman"):
+        ex.check_soft_bellman(stub)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(TypeError, match="pass your function itself"):
+        ex.check_soft_bellman(np.zeros(3))
+    with pytest.raises(TypeError, match="pass your function itself"):
+        ex.check_hyper_term(torch.zeros(3))
+
+
+def test_the_checker_does_not_let_a_solution_corrupt_its_reference():
+    """A solution that writes into its inputs must not change the expected answers of later cases."""
+    def mutating(P, r, gamma, tau, Q):
+        out = soft_bellman(P, r, gamma, tau, Q)
+        P[...] = 0.0
+        Q[...] = 0.0
+        return out
+
+    assert ex.check_soft_bellman(mutating).cases == 8
