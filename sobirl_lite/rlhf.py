@@ -63,7 +63,10 @@ class PreferenceModel:
     :math:`l_x(d) = \\ell_{\\rm BCE}(y, P_x(\\tau^1\\succ\\tau^2))` with the pair's label :math:`y`.
 
     ``reward``: any reward of :mod:`sobirl_lite.rewards`. ``baseline=True`` makes :meth:`score_weights` subtract the
-    leave-one-out mean BCE of the other pairs: unbiased, because the (14) factor averages to zero over actions.
+    leave-one-out mean BCE of the other pairs. That is unbiased when the pairs of a batch are independent (the (14)
+    factor of a pair averages to zero over its actions, and the other pairs' losses do not depend on them), which
+    :meth:`RLHFSetup.query` guarantees by cutting every pair from its own two trajectories. Pairs that share a
+    trajectory make the baseline depend on the pair it is subtracted from, and the estimate biased.
     """
 
     N = 2
@@ -85,7 +88,8 @@ class PreferenceModel:
         B, N, H = batch.states.shape
         idx = (np.arange(B * N)[:, None] * S * A + batch.pair_index(A).reshape(B * N, H)).ravel()
         w = np.broadcast_to(self.discount ** np.arange(H), (B * N, H)).ravel()
-        return np.bincount(idx, weights=w, minlength=B * N * S * A).reshape(B, N, S, A)
+        # indices as np.intp: bincount refuses int64 where intp is 32-bit (wasm32, the book's live widgets)
+        return np.bincount(idx.astype(np.intp), weights=w, minlength=B * N * S * A).reshape(B, N, S, A)
 
     def returns(self, x, batch: TupleBatch):
         """:math:`R_x(\\tau^i)` for both segments of each pair, (B, 2)."""
@@ -149,10 +153,13 @@ class PreferenceModel:
 class RandomFragmenter:
     """Cut ``n_pairs`` pairs of ``segment_length``-step segments from a batch of trajectories.
 
-    Each pair takes two *different* trajectories at random and a random window of each. When the trajectories are
-    exactly ``segment_length`` long (the default in :class:`RLHFSetup`) every window starts at :math:`t=0`, so a pair
-    is a draw of :math:`d\\sim\\rho^2(\\pi)` of eq. (12); longer rollouts give Christiano-style windows from later in
-    the episode, whose start-state distribution the score term (14) does not account for.
+    Each pair takes two *different* trajectories at random and a random window of each. When there are at least
+    ``2 * n_pairs`` trajectories, no trajectory serves two pairs (the trajectories are dealt out in a random order),
+    so the pairs of a batch are independent: the leave-one-out baseline of :class:`PreferenceModel` needs that to stay
+    unbiased. With fewer trajectories pairs reuse them and the baseline is biased. When the trajectories are exactly
+    ``segment_length`` long (the default in :class:`RLHFSetup`) every window starts at :math:`t=0`, so a pair is a
+    draw of :math:`d\\sim\\rho^2(\\pi)` of eq. (12); longer rollouts give Christiano-style windows from later in the
+    episode, whose start-state distribution the score term (14) does not account for.
     """
 
     def __init__(self, segment_length: int):
@@ -168,9 +175,12 @@ class RandomFragmenter:
         if n < 2:
             raise ValueError("need at least two trajectories to make a pair")
         n_pairs = int(n_pairs)
-        first = rng.integers(n, size=n_pairs)
-        second = (first + rng.integers(1, n, size=n_pairs)) % n                    # a different trajectory
-        which = np.stack([first, second], axis=1)                                  # (B, 2)
+        if n >= 2 * n_pairs:                                                        # disjoint: independent pairs
+            which = rng.permutation(n)[:2 * n_pairs].reshape(n_pairs, 2)
+        else:                                                                       # too few: pairs share some
+            first = rng.integers(n, size=n_pairs)
+            second = (first + rng.integers(1, n, size=n_pairs)) % n                # a different trajectory
+            which = np.stack([first, second], axis=1)                              # (B, 2)
         start = rng.integers(T - L + 1, size=(n_pairs, 2))
         cols = start[..., None] + np.arange(L)                                      # (B, 2, L)
         rows = which[..., None]
@@ -341,7 +351,8 @@ class RLHFSetup:
 
     def query(self, env: TabularEnv, pi, n_pairs: int, rng: np.random.Generator) -> TupleBatch:
         """Roll out ``pi`` in the upper MDP, fragment into ``n_pairs`` pairs and label them: a batch of
-        preference queries. Costs about ``2*n_pairs*rollout_length`` transitions."""
+        preference queries. Every pair gets its own two rollouts, so the pairs are independent draws of
+        :math:`d\\sim\\rho^2(\\pi)`. Costs ``2*n_pairs*rollout_length`` transitions."""
         n_traj = max(2, 2 * int(n_pairs))
         traj = env.rollouts(pi, n_traj, self.rollout_length, rng=rng)
         return self.gatherer(self.fragmenter(traj, n_pairs, rng), rng)
