@@ -87,7 +87,8 @@ def sample_discounted_visits(env: TabularEnv, pi, gamma: float, n_rollouts: int,
     traj = env.rollouts(pi, SA * m, horizon, s0=starts // A, a0=starts % A, rng=rng, keep_rewards=False)
     sa = traj.states * A + traj.actions                                  # (SA*m, H) flat pair index
     weights = np.broadcast_to(gamma ** np.arange(horizon) / m, sa.shape)  # average over the m rollouts
-    C = np.bincount((starts[:, None] * SA + sa).ravel(), weights=weights.ravel(), minlength=SA * SA)
+    # indices as np.intp: bincount refuses int64 where intp is 32-bit (wasm32, the book's live widgets)
+    C = np.bincount((starts[:, None] * SA + sa).ravel().astype(np.intp), weights=weights.ravel(), minlength=SA * SA)
     return DiscountedVisits(C.reshape(SA, S, A), pi, float(gamma), int(horizon), env.transitions_sampled - before)
 
 
@@ -142,7 +143,8 @@ def mc_grad_V(env: TabularEnv, pi, reward, x, gamma: float, n_rollouts: int, hor
     traj = env.rollouts(pi, S * m, horizon, s0=starts, rng=rng, keep_rewards=False)
     sa = traj.states * A + traj.actions
     w = np.broadcast_to(gamma ** np.arange(horizon) / m, sa.shape)
-    C = np.bincount((starts[:, None] * S * A + sa).ravel(), weights=w.ravel(), minlength=S * S * A)
+    C = np.bincount((starts[:, None] * S * A + sa).ravel().astype(np.intp), weights=w.ravel(),
+                    minlength=S * S * A)
     J = np.asarray(reward.jacobian(x), dtype=np.float64).reshape(S * A, -1)
     return C.reshape(S, S * A) @ J
 
@@ -259,7 +261,7 @@ class ReturnLoss:
         B = batch.size
         S = int(batch.states.max()) + 1
         traj = np.repeat(np.arange(B * batch.states.shape[1]), H)
-        idx = traj * S + batch.states.reshape(-1)
+        idx = (traj * S + batch.states.reshape(-1)).astype(np.intp)   # bincount needs intp (32-bit on wasm32)
         n_traj = B * batch.states.shape[1]
         sums = np.bincount(idx, weights=G.reshape(-1), minlength=n_traj * S).reshape(n_traj, S)
         counts = np.bincount(idx, minlength=n_traj * S).reshape(n_traj, S)
@@ -299,7 +301,7 @@ def exploration_weights(visits: DiscountedVisits, batch: TupleBatch, weights):
     """
     SA = visits.C.shape[0]
     S, A = visits.pi.shape
-    G = np.bincount(batch.pair_index(A).ravel(), weights=np.asarray(weights, dtype=np.float64).ravel(),
+    G = np.bincount(batch.pair_index(A).ravel().astype(np.intp), weights=np.asarray(weights, dtype=np.float64).ravel(),
                     minlength=SA).reshape(S, A) / batch.size
     G_tilde = G - visits.pi * G.sum(axis=1, keepdims=True)
     return (visits.C.reshape(SA, SA).T @ G_tilde.ravel()).reshape(S, A)

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import torch
+
+# torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 from .problem import BilevelProblem
 from .soft import SoftSolution, solve_soft_mdp
@@ -149,6 +150,8 @@ def finite_difference_hypergradient(problem: BilevelProblem, x, eps: float = 1e-
 
 
 def _torch_transitions(problem: BilevelProblem):
+    import torch
+
     P = problem.P
     if hasattr(P, "tocoo"):
         coo = P.tocoo()
@@ -165,6 +168,8 @@ def unrolled_step(problem: BilevelProblem, x, iters: int, Q0=None, P_t=None):
     :math:`x \\mapsto f(x, \\pi_K(x))`; ``Q_K`` lets the ITD baseline warm-start its next unroll. ``P_t`` may pass
     the torch transition matrix to avoid rebuilding it.
     """
+    import torch
+
     x = problem.reward._check_x(x)
     if int(iters) < 0:
         raise ValueError(f"iters must be non-negative; got {iters}")

@@ -14,7 +14,8 @@ Both reward classes below have an analytic, loop-free vector-Jacobian product, s
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+# torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 from .mdp import TabularMDP, gridworld
 from .problem import BilevelProblem
@@ -48,8 +49,6 @@ class QuadraticFormReward(_Reward):
         self.M_sym2 = M + M.T  # gradient of the quadratic form, precomputed once
         self.S, self.A = c.shape
         self.n = M.shape[0]
-        self._c_t = torch.as_tensor(c)
-        self._M_t = torch.as_tensor(M)
 
     def quadratic_form(self, x):
         """The scalar :math:`x^\\top M x`."""
@@ -68,7 +67,10 @@ class QuadraticFormReward(_Reward):
         return self.c[:, :, None] * (self.M_sym2 @ x)[None, None, :]
 
     def value_torch(self, x_t):
-        return self._c_t.to(x_t.dtype) * (x_t @ self._M_t.to(x_t.dtype) @ x_t)
+        import torch
+
+        c, M = (torch.as_tensor(a, dtype=x_t.dtype) for a in (self.c, self.M))
+        return c * (x_t @ M @ x_t)
 
 
 class AffineReward(_Reward):
@@ -101,6 +103,8 @@ class AffineReward(_Reward):
         return self.features
 
     def value_torch(self, x_t):
+        import torch
+
         flat = torch.as_tensor(self._flat, dtype=x_t.dtype)
         return torch.as_tensor(self.base, dtype=x_t.dtype) + (flat @ x_t).reshape(self.S, self.A)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+# torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 
 class _Reward:
@@ -86,6 +87,8 @@ class LinearReward(_Reward):
         return self.features
 
     def value_torch(self, x_t):
+        import torch
+
         if self.sparse:
             coo = self.features.tocoo()
             idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
@@ -140,9 +143,13 @@ class TorchReward(_Reward):
         return out
 
     def _tensor(self, x, requires_grad=False):
+        import torch
+
         return torch.tensor(self._check_x(x), dtype=torch.float64, requires_grad=requires_grad)
 
     def value(self, x):
+        import torch
+
         with torch.no_grad():
             r = self.value_torch(self._tensor(x)).numpy().astype(np.float64)
         if not np.all(np.isfinite(r)):
@@ -150,11 +157,15 @@ class TorchReward(_Reward):
         return r
 
     def vjp(self, x, g):
+        import torch
+
         x_t = self._tensor(x, requires_grad=True)
         out = self.value_torch(x_t)
         (grad,) = torch.autograd.grad(out, x_t, grad_outputs=torch.as_tensor(self._check_g(g)), allow_unused=True)
         return np.zeros(self.n) if grad is None else grad.numpy().copy()
 
     def jacobian(self, x):
+        import torch
+
         J = torch.autograd.functional.jacobian(self.value_torch, self._tensor(x))
         return J.numpy().reshape(self.S, self.A, self.n)

@@ -18,11 +18,43 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import scipy.sparse as sp
 
 from .mdp import TabularMDP
+
+try:
+    import gymnasium as gym
+
+    _EnvBase, _Discrete = gym.Env, gym.spaces.Discrete
+except ImportError:  # Pyodide (the book's live widgets) has no gymnasium: the few pieces TabularEnv uses
+    class _Discrete:
+        """Stand-in for ``gymnasium.spaces.Discrete(n)``: the integers ``0..n-1``."""
+
+        def __init__(self, n: int):
+            self.n = int(n)
+
+        def contains(self, x) -> bool:
+            return isinstance(x, (int, np.integer)) and 0 <= int(x) < self.n
+
+        def __repr__(self):
+            return f"Discrete({self.n})"
+
+    class _EnvBase:
+        """Stand-in for ``gymnasium.Env``: ``reset(seed=...)`` re-seeds ``np_random`` the way gymnasium does
+        (``np.random.Generator(PCG64(SeedSequence(seed)))``, which is ``np.random.default_rng(seed)``)."""
+
+        _np_random = None
+
+        @property
+        def np_random(self) -> np.random.Generator:
+            if self._np_random is None:
+                self._np_random = np.random.default_rng()
+            return self._np_random
+
+        def reset(self, *, seed=None, options=None):
+            if seed is not None:
+                self._np_random = np.random.default_rng(seed)
 
 
 def _cumulative_table(probs_csr: sp.csr_matrix):
@@ -74,7 +106,7 @@ class Trajectories(NamedTuple):
         return self.states.shape[1]
 
 
-class TabularEnv(gym.Env):
+class TabularEnv(_EnvBase):
     """A gymnasium environment that simulates a tabular MDP, and a vectorised trajectory sampler.
 
     Parameters
@@ -98,8 +130,8 @@ class TabularEnv(gym.Env):
         if max_episode_steps is not None and int(max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps must be a positive integer; got {max_episode_steps}")
         self.S, self.A = mdp.S, mdp.A
-        self.observation_space = gym.spaces.Discrete(self.S)
-        self.action_space = gym.spaces.Discrete(self.A)
+        self.observation_space = _Discrete(self.S)
+        self.action_space = _Discrete(self.A)
         self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         P = mdp.P if mdp.sparse else sp.csr_matrix(mdp.P.reshape(self.S * self.A, self.S))
         self._cdf, self._next, self._row_end = _cumulative_table(P)

@@ -31,8 +31,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-from torch.func import grad, jacrev
+
+# torch is imported inside the functions that use it: the rest of the package runs without it (Pyodide).
 
 from ..problem import BilevelProblem
 from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, descend, direct_solve_cost,
@@ -70,6 +70,8 @@ class _TorchModel:
     and its softmax policy gradient (spec §8) as differentiable torch functions."""
 
     def __init__(self, problem: BilevelProblem):
+        import torch
+
         S, A = problem.S, problem.A
         P = problem.P
         P = P.toarray().reshape(S, A, S) if hasattr(P, "toarray") else np.asarray(P)
@@ -79,6 +81,8 @@ class _TorchModel:
         self.problem = problem
 
     def _evaluate(self, x_t, theta):
+        import torch
+
         p = self.problem
         r = p.reward.value_torch(x_t)
         log_pi = torch.log_softmax(theta, dim=1)
@@ -94,6 +98,8 @@ class _TorchModel:
     def policy_gradient(self, x_t, theta):
         """:math:`\\partial V/\\partial\\theta(s,a)=d_\\pi(s)\\,\\pi(a|s)\\,(Q^\\pi(s,a)-\\tau\\log\\pi(a|s)-V^\\pi(s))`,
         :math:`d_\\pi=(I-\\gamma P_\\pi)^{-\\top}\\rho` (spec §8). (S, A)."""
+        import torch
+
         p = self.problem
         r, log_pi, pi, M, V = self._evaluate(x_t, theta)
         Q = r + p.gamma * torch.einsum("sat,t->sa", self.P, V)
@@ -108,6 +114,9 @@ def parl_hypergradient(problem: BilevelProblem, x, theta, hessian: str = "pinv",
     ``hessian="pinv"``: :math:`v=(-H)^+g_\\theta`; ``"damped"``: :math:`v=(-H+\\delta I)^{-1}g_\\theta`; then
     :math:`\\nabla_xf+M^\\top v` with :math:`M^\\top v=\\nabla_x\\langle\\nabla_\\theta V(x,\\theta),v\\rangle`.
     """
+    import torch
+    from torch.func import grad
+
     x = problem.reward._check_x(x)
     theta = np.asarray(theta, dtype=np.float64)
     S, A = problem.S, problem.A
@@ -142,6 +151,8 @@ def parl_hypergradient(problem: BilevelProblem, x, theta, hessian: str = "pinv",
 def hessian_fn(model):
     """:math:`(x,\\theta)\\mapsto\\nabla^2_{\\theta\\theta}V(x,\\theta)` (S, A, S, A): the Jacobian of the closed-form
     policy gradient (one level of reverse-mode autodiff; equal to ``torch.func.hessian(model.value)``, tested)."""
+    from torch.func import jacrev
+
     return jacrev(model.policy_gradient, argnums=1)
 
 
