@@ -110,8 +110,24 @@ def _extract(tarball: Path, members_prefix: str, target: Path, skip: tuple[str, 
                 shutil.copyfileobj(src, dst)
 
 
+def _live_widgets():
+    """The sibling module live_widgets.py (Pyodide for the live widgets), imported by path like this file."""
+    import importlib.util
+
+    if "live_widgets" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("live_widgets", Path(__file__).with_name("live_widgets.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["live_widgets"] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules["live_widgets"]
+
+
 def fetch(force: bool = False) -> bool:
-    """Populate ``vendor/`` from the npm registry. Returns True when the offline assets are in place."""
+    """Populate ``vendor/`` from the npm registry. Returns True when the offline assets are in place.
+
+    Also fetches Pyodide and its wheels for the live widgets (``live_widgets.fetch``, which warns on its own).
+    """
+    _live_widgets().fetch(force)
     if not force and _manifest_ok():
         print(f"offline assets: up to date in {STATIC}")
         return True
@@ -227,6 +243,8 @@ def setup(app):
     # Late, after Sphinx's MathJax and myst-nb's widget scripts have been added to the page.
     app.connect("html-page-context", _widget_assets_path)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    # "Make this page interactive": Pyodide in a Web Worker (book/_ext/live_widgets.py).
+    app.setup_extension(_live_widgets().__name__)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
 
 

@@ -1,0 +1,194 @@
+// "Make this page interactive": brings the page's widgets to life without a server (see book/_ext/live_widgets.py).
+//
+// The static page shows each widget's first frame, drawn by the ipywidgets HTML manager from the saved state. The
+// button starts Pyodide in a Web Worker (sobirl-live-worker.js), which runs the page's widget code against the
+// sobirl_lite wheel shipped with the book. Its ipywidgets comm messages are relayed to a second HTML manager here,
+// whose views replace the static ones once they are drawn. Until then, and if anything fails, the static frame stays.
+(function () {
+  "use strict";
+  const specNode = document.getElementById("sobirl-live-spec");
+  if (!specNode) return;
+  const spec = JSON.parse(specNode.textContent);
+  const abs = (rel) => new URL(rel, document.baseURI).href;
+
+  // Timings and state, read by tests/test_live_html.py.
+  const live = (window.sobirlLive = { state: "static", error: null, log: [], bootSeconds: null,
+                                      updates: [], firstFrameSeconds: null });
+
+  function viewScripts() {
+    return Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
+  }
+
+  // One bar above each widget: the button, then the status.
+  const bars = viewScripts().map((script) => {
+    const bar = document.createElement("div");
+    bar.className = "sobirl-live-bar";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "sobirl-live-button";
+    button.textContent = "Make this page interactive";
+    button.title = "Runs the widgets of this page in your browser with Python (Pyodide, about "
+      + spec.downloadMB + " MB on first use); nothing is sent anywhere.";
+    const status = document.createElement("span");
+    status.className = "sobirl-live-status";
+    status.textContent = "The figure below is the frame computed when the book was built.";
+    bar.append(button, status);
+    button.addEventListener("click", start);
+    const anchor = script.closest(".cell_output, .output") || script.parentElement;
+    anchor.parentElement.insertBefore(bar, anchor);
+    return { bar, button, status };
+  });
+
+  function setStatus(text, kind) {
+    for (const b of bars) {
+      b.status.textContent = text;
+      b.bar.dataset.state = kind || "";
+    }
+  }
+
+  function fail(text) {
+    live.state = "failed";
+    live.error = text;
+    setStatus("Could not make the widgets live (" + text + "); the static frames stay.", "failed");
+    for (const b of bars) b.button.disabled = false;
+  }
+
+  let started = false;
+  function start() {
+    if (started) return;
+    started = true;
+    live.state = "booting";
+    for (const b of bars) b.button.disabled = true;
+    const t0 = performance.now();
+    window.require(["@jupyter-widgets/html-manager", "@jupyter-widgets/base"], (hm, base) => {
+      try {
+        run(hm, base, t0);
+      } catch (err) {
+        fail(String(err));
+      }
+    }, (err) => fail("widget manager not available: " + err));
+  }
+
+  function run(hm, base, t0) {
+    const worker = new Worker(abs(spec.workerURL));
+    const comms = new Map();     // comm_id -> BridgeComm
+    const callbacks = new Map(); // msg_id -> callbacks of a message sent to Python
+    const sentAt = new Map();    // msg_id -> performance.now() when sent
+    let counter = 0;
+
+    class BridgeComm {
+      constructor(commId, targetName) {
+        this.comm_id = commId;
+        this.target_name = targetName;
+        this._onMsg = null;
+        this._onClose = null;
+      }
+      open() { return ""; }  // comms are always opened by Python here
+      send(data, cbs, metadata, buffers) {
+        const msgId = "live-" + (++counter);
+        if (cbs) callbacks.set(msgId, cbs);
+        sentAt.set(msgId, performance.now());
+        const bufs = (buffers || []).map((b) => (b.buffer ? b.buffer.slice(0) : b.slice(0)));
+        worker.postMessage({ type: "comm_msg", message: { comm_id: this.comm_id, msg_id: msgId, data },
+                             buffers: bufs }, bufs);
+        return msgId;
+      }
+      close() { return ""; }
+      on_msg(cb) { this._onMsg = cb; }
+      on_close(cb) { this._onClose = cb; }
+    }
+
+    class LiveManager extends hm.HTMLManager {
+      _create_comm() { return Promise.reject(new Error("comms are opened by Python on a live page")); }
+      _get_comm_info() { return Promise.resolve({}); }
+    }
+    const manager = new LiveManager();
+
+    function fromPython(payload, buffers) {
+      const m = JSON.parse(payload);
+      const header = { msg_id: m.msg_id, msg_type: m.msg_type };
+      const msg = { header, parent_header: { msg_id: m.parent }, metadata: m.metadata,
+                    content: { comm_id: m.comm_id, target_name: m.target_name, data: m.data },
+                    buffers: buffers.map((b) => new DataView(b)) };
+      if (m.msg_type === "comm_open") {
+        const comm = new BridgeComm(m.comm_id, m.target_name);
+        comms.set(m.comm_id, comm);
+        return manager.handle_comm_open(comm, msg);
+      }
+      const comm = comms.get(m.comm_id);
+      if (!comm) return null;
+      if (m.msg_type === "comm_msg" && comm._onMsg) return comm._onMsg(msg);
+      if (m.msg_type === "comm_close" && comm._onClose) return comm._onClose(msg);
+      return null;
+    }
+
+    // Model creation is asynchronous: keep the messages of one model in order.
+    let chain = Promise.resolve();
+
+    async function showLive(models) {
+      await chain;
+      const scripts = viewScripts();
+      if (models.length !== scripts.length) {
+        throw new Error(`the page code made ${models.length} widgets for ${scripts.length} on the page`);
+      }
+      for (let i = 0; i < models.length; i++) {
+        const model = await manager.get_model(models[i]);
+        const view = await manager.create_view(model);
+        const staticArea = scripts[i].previousElementSibling;
+        const holder = document.createElement("div");
+        holder.className = "widget-subarea sobirl-live-area";
+        scripts[i].parentElement.insertBefore(holder, scripts[i]);
+        await manager.display_view(view, holder);
+        if (staticArea && staticArea.classList.contains("widget-subarea")) {
+          staticArea.classList.add("sobirl-static-frame");
+          staticArea.style.display = "none";
+        }
+      }
+    }
+
+    worker.onerror = (event) => fail("worker error: " + (event.message || event));
+    worker.onmessage = (event) => {
+      const msg = event.data;
+      if (msg.type === "status") {
+        live.log.push(`${msg.seconds.toFixed(1)} s: ${msg.text}`);
+        setStatus(`Starting Python in your browser: ${msg.text}…`, "booting");
+      } else if (msg.type === "comm") {
+        chain = chain.then(() => fromPython(msg.payload, msg.buffers)).catch((err) => fail(String(err)));
+      } else if (msg.type === "ready") {
+        chain.then(() => showLive(msg.models)).then(() => {
+          live.state = "live";
+          live.bootSeconds = msg.seconds;
+          live.firstFrameSeconds = (performance.now() - t0) / 1000;
+          for (const b of bars) b.button.hidden = true;
+          setStatus(`Live: computed in your browser (ready in ${live.firstFrameSeconds.toFixed(0)} s). `
+                    + "Move a slider to recompute.", "live");
+        }).catch((err) => fail(String(err)));
+      } else if (msg.type === "idle") {
+        const cbs = callbacks.get(msg.parent);
+        callbacks.delete(msg.parent);
+        const t = sentAt.get(msg.parent);
+        sentAt.delete(msg.parent);
+        // Let the replies queued before this "idle" reach their models first.
+        chain = chain.then(() => {
+          if (t !== undefined) live.updates.push({ seconds: (performance.now() - t) / 1000, python: msg.seconds });
+          if (cbs && cbs.iopub && cbs.iopub.status) {
+            cbs.iopub.status({ header: { msg_type: "status" }, parent_header: { msg_id: msg.parent },
+                               content: { execution_state: "idle" }, metadata: {} });
+          }
+        });
+      } else if (msg.type === "error") {
+        if (live.state === "live") {
+          live.error = msg.text;
+          setStatus("A widget raised an error in Python: " + msg.text, "failed");
+        } else {
+          fail(msg.text);
+        }
+      } else if (msg.type === "stderr" || msg.type === "stdout") {
+        live.log.push(msg.text);
+      }
+    };
+    worker.postMessage({ type: "boot", spec: {
+      indexURL: abs(spec.indexURL), packages: spec.packages, wheels: spec.wheels.map(abs),
+      bridgeURL: abs(spec.bridgeURL), budget: spec.budget, cells: spec.cells } });
+  }
+})();

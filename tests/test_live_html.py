@@ -1,0 +1,233 @@
+"""The rendered book's widgets come alive in the browser, with no server and no network (issue 9, item 2).
+
+Every page with a widget is opened in headless Chromium from the HTML of the session's book build, served on
+127.0.0.1, with every other host unreachable. On each page we press "Make this page interactive", which boots
+Pyodide in a Web Worker from the files shipped with the book and runs the page's widget code there, and check that:
+
+* every widget of the page turns live (its static frame is replaced by a view of the live model) within
+  ``BOOT_TIMEOUT_S``;
+* dragging a slider of each widget with the mouse redraws its figure (a different PNG) within ``UPDATE_TIMEOUT_S``;
+* no request left 127.0.0.1, counting those of the Web Worker (seen through DevTools ``Target.setAutoAttach``),
+  every file asked for was served, and neither the page nor the worker threw a JavaScript exception.
+
+A screenshot of each page after the slider move goes to screenshots/live-<page>.png. Timings (time to the first live
+frame, seconds per update) are printed. Without Chromium the test skips (fails under CI), like tests/test_browser.py.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+import book_support
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+BOOT_TIMEOUT_S = 300    # first live frame: Pyodide boot (~50 MB on a cold cache) plus the page's first computation
+UPDATE_TIMEOUT_S = 120  # one slider move, recomputed in WebAssembly
+STATIC_WAIT_S = 30
+
+
+def live_pages() -> list[str]:
+    """The toc pages whose source displays a widget (those the live button is added to)."""
+    pages = []
+    for doc in book_support.notebook_pages():
+        text = book_support.page_source(doc).read_text(encoding="utf-8")
+        if "_widget(" in text or "widgets.interactive(" in text:
+            pages.append(doc)
+    return pages
+
+
+PAGES = live_pages()
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
+
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    binary = book_support.find_chromium()
+    if binary is None:
+        message = "Chromium is not installed (Debian: `apt-get install chromium`); cannot check the live widgets"
+        if book_support.IN_CI:
+            pytest.fail(message + " -- a browser is required under CI")
+        pytest.skip(message)
+    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-live-profile"))
+    try:
+        chrome.open_tab()
+        yield chrome
+    finally:
+        chrome.close()
+
+
+@pytest.fixture(scope="module")
+def site(book_build, browser):
+    if not book_build.ok:
+        pytest.skip("the book did not build cleanly; see tests/test_book_build.py")
+    live = _live_module()
+    if not live.runtime_present():
+        message = "vendor/live/ has no Pyodide runtime (npm or PyPI unreachable?): the book has static widgets only"
+        if book_support.IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    handler = functools.partial(_Handler, directory=str(book_build.html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", book_build.html
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _live_module():
+    book_support.offline_assets_module()._live_widgets()
+    import sys
+
+    return sys.modules["live_widgets"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DevTools: follow the page's Web Workers too.
+def watch_workers(chrome: book_support.Chromium) -> None:
+    """Auto-attach to the page's workers, paused at start, so that their first request is seen as well."""
+    chrome.send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True})
+
+
+def release_workers(chrome: book_support.Chromium, handled: set[str]) -> None:
+    """Enable Network and Runtime events on newly attached workers, then let them run."""
+    for event in list(chrome.events):
+        if event.get("method") != "Target.attachedToTarget":
+            continue
+        session = event["params"]["sessionId"]
+        if session in handled:
+            continue
+        handled.add(session)
+        page_session = chrome.session
+        chrome.session = session
+        try:
+            chrome.send("Network.enable")
+            chrome.send("Runtime.enable")
+            chrome.send("Runtime.runIfWaitingForDebugger")
+        finally:
+            chrome.session = page_session
+
+
+def wait_for(chrome, expression: str, timeout: float, handled: set[str], poll: float = 0.5):
+    """Poll a page expression until it is truthy (returning its value) or TIMEOUT passes (returning None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        release_workers(chrome, handled)
+        value = chrome.evaluate(expression)
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(poll)
+
+
+FIGURES_JS = r"""
+Array.from(document.querySelectorAll('.sobirl-live-area')).map((area) =>
+  Array.from(area.querySelectorAll('.widget-output img')).map((img) => img.src.length + ':' + img.src.slice(-80)).join('|'))
+"""
+
+# The handle of the I-th slider of live widget W, in viewport coordinates (scrolled into view first).
+HANDLE_JS = r"""
+(() => {
+  const area = document.querySelectorAll('.sobirl-live-area')[%(w)d];
+  const handles = area.querySelectorAll('.noUi-handle');
+  const h = handles[%(i)d];
+  if (!h) return null;
+  h.scrollIntoView({block: 'center'});
+  const b = h.getBoundingClientRect();
+  const track = h.closest('.noUi-target').getBoundingClientRect();
+  return {x: b.x + b.width / 2, y: b.y + b.height / 2, right: track.right, left: track.left, n: handles.length};
+})()
+"""
+
+
+def drag(chrome, x: float, y: float, dx: float) -> None:
+    for kind, px, buttons in (("mousePressed", x, 1), ("mouseMoved", x + dx / 2, 1), ("mouseMoved", x + dx, 1),
+                              ("mouseReleased", x + dx, 0)):
+        chrome.send("Input.dispatchMouseEvent", {"type": kind, "x": px, "y": y, "button": "left",
+                                                  "buttons": buttons, "clickCount": 1})
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_widgets_come_alive_offline(docname, browser, site):
+    base, _root = site
+    handled: set[str] = set()
+    browser.navigate(f"{base}/{docname}.html")
+    watch_workers(browser)
+    n_views = browser.evaluate(
+        "document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length")
+    assert n_views, f"{docname} has no widget on the page"
+    assert browser.evaluate("!!document.getElementById('sobirl-live-spec')"), (
+        f"{docname}: no live-widget description on the page (see book/_ext/live_widgets.py)")
+    # The static frames first (the default and the fallback).
+    drawn = wait_for(browser, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
+                     STATIC_WAIT_S, handled)
+    assert drawn, f"{docname}: the static widgets were not drawn"
+    buttons = browser.evaluate("document.querySelectorAll('.sobirl-live-button').length")
+    assert buttons == n_views, f"{docname}: {buttons} live buttons for {n_views} widgets"
+
+    browser.evaluate("document.querySelector('.sobirl-live-button').click()")
+    t0 = time.monotonic()
+    state = wait_for(browser, "['live', 'failed'].includes(window.sobirlLive.state) && window.sobirlLive.state",
+                     BOOT_TIMEOUT_S, handled)
+    boot = time.monotonic() - t0
+    info = browser.evaluate("JSON.stringify(window.sobirlLive)")
+    assert state == "live", f"{docname}: not live after {boot:.0f} s (state {state}): {info[-3000:]}"
+    live = json.loads(info)
+    areas = browser.evaluate("document.querySelectorAll('.sobirl-live-area').length")
+    assert areas == n_views, f"{docname}: {areas} live views for {n_views} widgets"
+    hidden = browser.evaluate("document.querySelectorAll('.sobirl-static-frame').length")
+    assert hidden == n_views, f"{docname}: static frames not replaced ({hidden} of {n_views})"
+
+    timings = []
+    for w in range(n_views):
+        before = browser.evaluate(FIGURES_JS)[w]
+        assert before, f"{docname}: live widget {w} shows no figure"
+        handle = browser.evaluate(HANDLE_JS % {"w": w, "i": 0})
+        assert handle, f"{docname}: live widget {w} has no slider"
+        n_updates = len(browser.evaluate("window.sobirlLive.updates"))
+        # Drag the first slider a third of the way along its track, towards the side with room.
+        span = handle["right"] - handle["left"]
+        dx = span / 3 if handle["x"] < handle["left"] + span / 2 else -span / 3
+        drag(browser, handle["x"], handle["y"], dx)
+        t1 = time.monotonic()
+        changed = wait_for(browser, f"(() => {{ const f = {FIGURES_JS.strip()}; "
+                                    f"return f[{w}] !== {json.dumps(before)} && f[{w}] !== ''; }})()",
+                           UPDATE_TIMEOUT_S, handled)
+        timings.append(time.monotonic() - t1)
+        assert changed, (f"{docname}: widget {w}'s figure did not change within {UPDATE_TIMEOUT_S} s of a slider "
+                         f"move ({browser.evaluate('JSON.stringify(window.sobirlLive)')[-2000:]})")
+        wait_for(browser, f"window.sobirlLive.updates.length > {n_updates}", 10, handled)
+    error = browser.evaluate("window.sobirlLive.error")
+    assert error is None, f"{docname}: Python error in a live widget: {error}"
+
+    shot = book_support.SCREENSHOTS / f"live-{docname.replace('/', '__')}.png"
+    browser.screenshot(shot)
+    updates = browser.evaluate("window.sobirlLive.updates")
+    print(f"\n{docname}: first live frame after {live['firstFrameSeconds']:.1f} s (Pyodide and page code "
+          f"{live['bootSeconds']:.1f} s); figure redrawn {', '.join(f'{t:.1f}' for t in timings)} s after the "
+          f"slider moves; Python time per message {[round(u['python'], 2) for u in updates]}")
+
+    outside = [u for u in browser.requests()
+               if urllib.parse.urlsplit(u).scheme in ("http", "https", "ws", "wss") and not u.startswith(base)]
+    assert not outside, f"{docname}: requests left 127.0.0.1: {outside}"
+    worker_requests = [e for e in browser.events if e.get("method") == "Network.requestWillBeSent"
+                       and e.get("sessionId") in handled]
+    assert worker_requests, f"{docname}: no request of the Web Worker was seen (is auto-attach working?)"
+    failed = browser.failed_loads(base)
+    assert not failed, f"{docname}: files that could not be loaded: {failed}"
+    exceptions = browser.exceptions()
+    assert not exceptions, f"{docname}: JavaScript exceptions: {exceptions}"
