@@ -259,3 +259,30 @@ def inexact_hypergradient_descent(problem: BilevelProblem, x0, beta: float, iter
     result = {k: np.array(v) for k, v in out.items()}
     result["x"] = x
     return result
+
+
+class LossConstants(NamedTuple):
+    """Assumption 6.2 for a trajectory loss :math:`l_x(d)`: ``C_l`` :math:`=\\sup|l_x|`, ``L_l`` the Lipschitz
+    constant of :math:`\\nabla_x l_x`, ``L_l_prime`` that of :math:`l_x` itself (on the ball of radius ``radius``)."""
+
+    C_l: float
+    L_l: float
+    L_l_prime: float
+
+
+def return_loss_constants(r_u_max: float, gamma_u: float) -> LossConstants:
+    """Reward shaping, :math:`l(\\tau)=-\\sum_t\\gamma_u^t r_u(s_t,a_t)`: bounded by :math:`\\bar r_u/(1-\\gamma_u)` and
+    independent of :math:`x`, so both Lipschitz constants are zero."""
+    return LossConstants(float(r_u_max) / (1.0 - float(gamma_u)), 0.0, 0.0)
+
+
+def bce_loss_constants(segment_length: int, radius: float) -> LossConstants:
+    """RLHF with a tabular reward :math:`r_x=x` and Bradley-Terry on undiscounted segment returns of length
+    :math:`H`: :math:`l_x=\\mathrm{BCE}(y,\\sigma(R_x(\\tau^1)-R_x(\\tau^2)))` with :math:`\\nabla_xR_x(\\tau)=c(\\tau)` the
+    visit counts. :math:`|R_x(\\tau^1)-R_x(\\tau^2)|\\le\\|c^1-c^2\\|_2R\\le\\sqrt2HR`, so
+    :math:`C_l=\\log(1+e^{\\sqrt2HR})`, :math:`L'_l=\\sqrt2H` and, since :math:`\\sigma'\\le\\frac14`,
+    :math:`L_l=\\frac14\\cdot2H^2=H^2/2`."""
+    H, R = int(segment_length), _check_radius(radius)
+    if H < 1:
+        raise ValueError(f"segment_length must be positive; got {H}")
+    return LossConstants(float(np.logaddexp(0.0, np.sqrt(2) * H * R)), H**2 / 2.0, float(np.sqrt(2) * H))
