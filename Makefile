@@ -9,11 +9,13 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup vendor browser book test lab clean
+.PHONY: help setup vendor browser poppler book student pdf test lab clean
 
 help:
 	@echo "make book   build the book (HTML in _build/html)"
 	@echo "make test   run every test (quick budget)"
+	@echo "make student  build the student edition (HTML in _build/student/html, notebooks in _build/student/src/book)"
+	@echo "make pdf    print the whole book to _build/pdf/sobirl-book.pdf"
 	@echo "make lab    open the chapters in JupyterLab (quick budget; make lab BUDGET=full for the book's)"
 	@echo "make clean  remove build outputs (keeps .venv and vendor/)"
 
@@ -48,11 +50,33 @@ browser:
 	  echo "WARNING: chromium is missing and cannot be installed without root; tests/test_browser.py will skip (or fail under CI)"; \
 	fi
 
+# Debian's poppler-utils (pdfunite joins the printed pages; pdftoppm/pdftotext let the PDF test look at them), best
+# effort like `browser`.
+poppler:
+	@if command -v pdfunite >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's poppler-utils for the PDF..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) \
+	    || echo "WARNING: could not install poppler-utils; make pdf and tests/test_pdf.py need it"; \
+	else \
+	  echo "WARNING: poppler-utils is missing and cannot be installed without root; make pdf and tests/test_pdf.py need it"; \
+	fi
+
 book: vendor
 	SOBIRL_BUDGET=full $(BIN)/jupyter-book build . -W -n --keep-going
 
+# The student edition: the book without solutions or reference implementations, implementation exercises as stubs.
+# It reuses the execution of `make book` (_build/jupyter_execute) instead of running every chapter again.
+student: book
+	$(PYTHON) tools/student_edition.py --executed _build/jupyter_execute/book --out _build/student
+
+# The whole book as one PDF, printed from the HTML of `make book` by headless Chromium (tools/book_pdf.py).
+pdf: book browser poppler
+	$(PYTHON) tools/book_pdf.py --html _build/html --out _build/pdf/sobirl-book.pdf
+
 # One thread per numerical library: the tests run on 2 shared cores, and oversubscription only slows them down.
-test: vendor browser
+test: vendor browser poppler
 	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest
 
 # JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes
