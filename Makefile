@@ -34,6 +34,8 @@ setup: $(STAMP)
 
 # MathJax 3, RequireJS and the ipywidgets HTML manager from the npm registry into the git-ignored vendor/, so the
 # book renders math and widgets without network. Without npm or a registry it warns and the book uses CDNs.
+# Also Pyodide and its wasm wheels into vendor/live/ for the live widgets (book/_ext/live_widgets.py); without them
+# it warns and the widgets stay static.
 vendor: setup
 	@$(PYTHON) book/_ext/offline_assets.py fetch
 
