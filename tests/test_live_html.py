@@ -231,3 +231,18 @@ def test_widgets_come_alive_offline(docname, browser, site):
     assert not failed, f"{docname}: files that could not be loaded: {failed}"
     exceptions = browser.exceptions()
     assert not exceptions, f"{docname}: JavaScript exceptions: {exceptions}"
+
+
+def test_the_package_wheel_is_shipped_with_the_html(book_build):
+    """The sobirl_lite wheel that live pages (and downloadable notebooks) install sits in the HTML output."""
+    import zipfile
+
+    if book_build.returncode != 0:
+        pytest.skip("the book did not build; see tests/test_book_build.py")
+    live = _live_module()
+    wheels = sorted((book_build.html / live.WHEELS_DIR).glob(f"{live.PACKAGE_NAME}-*-py3-none-any.whl"))
+    assert len(wheels) == 1, f"expected one {live.PACKAGE_NAME} wheel in {live.WHEELS_DIR}, found {wheels}"
+    with zipfile.ZipFile(wheels[0]) as zf:
+        names = set(zf.namelist())
+    for module in ("__init__.py", "soft.py", "widgets/_figure.py", "widgets/rlhf.py", "sampling.py"):
+        assert f"{live.PACKAGE_NAME}/{module}" in names, f"{module} missing from {wheels[0].name}"

@@ -377,8 +377,9 @@ def _configure(app, config) -> None:
 
 
 def _build_wheel(app) -> None:
+    """Build the wheel for every HTML build, live runtime or not: the downloadable notebooks install it too."""
     app.sobirl_wheel = None
-    if not app.config.sobirl_live or app.builder.format != "html":
+    if app.builder.format != "html":
         return
     try:
         app.sobirl_wheel = build_wheel(Path(tempfile.mkdtemp(prefix="sobirl-wheel-out-")))
