@@ -240,3 +240,100 @@ def test_page_renders_offline(docname, browser, site):
 
     assert not problems, f"{docname} (screenshot: {shot}):\n  " + "\n  ".join(problems)
     assert shot.stat().st_size > 10_000, f"the screenshot of {docname} is suspiciously small"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Nothing is cut off: display equations, tables, algorithm boxes and code cells at a desktop and a phone width.
+# ----------------------------------------------------------------------------------------------------------------
+WIDTHS = {"desktop": 1280, "phone": 390}
+MAX_CODE_COLUMNS = 88  # a code cell may scroll sideways only if none of its lines is longer than this
+
+# Runs in the page after MathJax (and book/_ext/static/sobirl-fit.js) are done; lists every element wider than the
+# column it sits in. scrollWidth > clientWidth means the content is clipped or needs a sideways scroll; a right
+# edge beyond the article's means the element itself sticks out of the column.
+OVERFLOW_JS = r"""
+(async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const deadline = performance.now() + %(wait)d;
+  while (performance.now() < deadline && !(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
+    await sleep(50);
+  }
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await Promise.race([MathJax.startup.promise, sleep(%(wait)d)]);
+  }
+  if (window.sobirlFitDone) { await Promise.race([window.sobirlFitDone, sleep(%(wait)d)]); }
+  await sleep(300);
+
+  const article = document.querySelector("main article") || document.querySelector("article")
+                  || document.querySelector("main");
+  const right = article.getBoundingClientRect().right;
+  const text = (el) => (el.textContent || "").replace(/\s+/g, " ").trim().slice(0, 90);
+  const clipped = (el) => el.scrollWidth - el.clientWidth > 1;
+  const sticksOut = (el) => el.getBoundingClientRect().right - right > 1;
+  const shown = (el) => el.getClientRects().length > 0;  // skip content of closed <details>
+  const problems = [];
+
+  for (const m of document.querySelectorAll('mjx-container[display="true"]')) {
+    if (!shown(m)) continue;
+    const box = m.closest("div.math, .math") || m.parentElement;
+    const inner = m.firstElementChild;
+    const innerWidth = inner ? inner.getBoundingClientRect().width : 0;
+    if (clipped(m) || clipped(box) || sticksOut(m) || innerWidth - m.clientWidth > 1) {
+      problems.push({kind: "equation", need: Math.round(Math.max(m.scrollWidth, innerWidth)),
+                     have: m.clientWidth, text: (m.getAttribute("aria-label") || text(m)).slice(0, 90)});
+    }
+  }
+  for (const t of article.querySelectorAll("table")) {
+    if (!shown(t)) continue;
+    const wrap = t.parentElement;
+    if (sticksOut(t) || clipped(wrap) || clipped(t)) {
+      problems.push({kind: "table", need: t.scrollWidth, have: wrap.clientWidth, text: text(t)});
+    }
+  }
+  for (const pre of article.querySelectorAll("pre")) {
+    const inCode = !!pre.closest(".cell_input");
+    if (!shown(pre) && !inCode) continue;  // hidden code cells count too: a reader may open them
+    const inOutput = !!pre.closest(".cell_output");
+    if (inOutput) continue;  // printed output is not checked here
+    if (inCode) {
+      const longest = Math.max(...pre.textContent.split("\n").map((l) => l.length));
+      if (longest > %(cols)d) {
+        problems.push({kind: "code line", need: longest, have: %(cols)d, text: text(pre)});
+      } else if (shown(pre) && sticksOut(pre)) {
+        problems.push({kind: "code cell", need: pre.scrollWidth, have: pre.clientWidth, text: text(pre)});
+      }
+    } else if (clipped(pre) || sticksOut(pre)) {
+      problems.push({kind: "algorithm box", need: pre.scrollWidth, have: pre.clientWidth, text: text(pre)});
+    }
+  }
+  return {problems: problems, pageScroll: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+})()
+"""
+
+
+@pytest.mark.parametrize("width_name", sorted(WIDTHS))
+@pytest.mark.parametrize("docname", PAGES)
+def test_nothing_overflows_its_column(docname, width_name, browser, site):
+    """At a desktop width and at a phone width (390 px) no display equation, table or algorithm box is wider than
+    its column, and code cells only scroll sideways when their lines are within 88 columns."""
+    base, _ = site
+    width = WIDTHS[width_name]
+    saved = (browser.width, browser.height)
+    browser.width, browser.height = width, 844 if width < 700 else 900
+    browser.send("Emulation.setDeviceMetricsOverride",
+                 {"width": browser.width, "height": browser.height, "deviceScaleFactor": 1, "mobile": width < 700})
+    try:
+        browser.navigate(f"{base}/{docname}.html")
+        report = browser.evaluate(OVERFLOW_JS % {"wait": WAIT_MS, "cols": MAX_CODE_COLUMNS},
+                                  timeout=WAIT_MS / 1000 * 3 + 60)
+        shot = book_support.SCREENSHOTS / f"{docname.replace('/', '__')}.{width_name}.png"
+        browser.screenshot(shot)
+    finally:
+        browser.width, browser.height = saved
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": saved[0], "height": saved[1], "deviceScaleFactor": 1, "mobile": False})
+    problems = [f"{p['kind']} needs {p['need']} but has {p['have']}: {p['text']}" for p in report["problems"]]
+    if report["pageScroll"] > 1:
+        problems.append(f"the page itself scrolls sideways by {report['pageScroll']} px")
+    assert not problems, (f"{docname} at {width} px (screenshot: {shot}):\n  " + "\n  ".join(problems[:40])
+                          + (f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""))
