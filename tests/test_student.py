@@ -89,18 +89,24 @@ def _body_lines(source: str) -> list[str]:
 
 
 def secrets() -> dict[str, list[str]]:
-    """Per chapter, the strings that only a solution contains (anything also found outside solutions is dropped)."""
+    """Per chapter, the strings that only a solution contains.
+
+    Dropped: anything also found outside the solutions (in any chapter: a generic line such as a loop header is not
+    an answer) and any line of the package's own source, which students can read anyway (chapter 8 prints some).
+    """
+    notebooks = {doc: book_support.read_notebook(book_support.page_source(doc)) for doc in CHAPTERS}
+    visible = " ".join(" ".join(c.source.split()) for nb in notebooks.values()
+                       for c in student_edition.student_notebook(nb).cells)
+    package = {" ".join(line.split("#")[0].split()) for path in (REPO / "sobirl_lite").rglob("*.py")
+               for line in path.read_text(encoding="utf-8").splitlines()}
     out = {}
-    for doc in CHAPTERS:
-        nb = book_support.read_notebook(book_support.page_source(doc))
+    for doc, nb in notebooks.items():
         prose, code, refs = _solution_spans(nb)
-        outside = student_edition.student_notebook(nb)
-        visible = " ".join(" ".join(c.source.split()) for c in outside.cells)
         found = [f for line in prose for f in _plain_fragments(line)]
         found += [" ".join(ln.split()) for src in code for ln in src.splitlines() if len(ln.strip()) >= 25
                   and not ln.strip().startswith("#")]
         found += [" ".join(ln.split()) for src in refs for ln in _body_lines(src)]
-        out[doc] = sorted({s for s in found if s not in visible})
+        out[doc] = sorted({s for s in found if s not in visible and s not in package})
     return out
 
 

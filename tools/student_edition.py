@@ -210,6 +210,27 @@ def _is_notebook(path: Path) -> bool:
     return text.startswith("---\n") and "\nkernelspec:" in text.split("\n---", 1)[0]
 
 
+def _restore_glue(nb, glue_json: Path) -> None:
+    """Put back the glued outputs (figures pasted by ``glue:figure``) that myst-nb moved out of an executed notebook.
+
+    myst-nb stores them in ``NAME.glue.json`` beside the executed notebook; a build with execution off reads them
+    from the notebook's outputs instead. They go, with their original mime prefix (which Jupyter does not display),
+    into the first code cell.
+    """
+    if not glue_json.exists():
+        return
+    import json
+
+    records = json.loads(glue_json.read_text(encoding="utf-8"))
+    first = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if first is None or not records:
+        return
+    for output in records.values():
+        prefix = output.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
+        output = dict(output, data={prefix + k: v for k, v in output["data"].items()})
+        first.outputs.append(nbformat.from_dict(output))
+
+
 def write_sources(out: Path, executed: Path | None) -> list[Path]:
     """Write the student sources into ``out`` (emptied first). Returns the student notebooks written."""
     import jupytext
@@ -232,6 +253,7 @@ def write_sources(out: Path, executed: Path | None) -> list[Path]:
             if done.stat().st_mtime < src.stat().st_mtime:
                 raise StudentEditionError(f"{done} is older than {src}: rebuild the book first (make book)")
             nb = nbformat.read(done, as_version=4)
+            _restore_glue(nb, done.with_suffix(".glue.json"))
         else:
             if executed is not None:
                 raise StudentEditionError(f"{done} is missing: build the book first (make book)")
@@ -251,6 +273,8 @@ def write_sources(out: Path, executed: Path | None) -> list[Path]:
     (out / "_toc.yml").write_text(yaml.safe_dump(_drop_from_toc(toc, TEACHER_ONLY), sort_keys=False))
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     config["title"] = f"{config['title']} (student edition)"
+    # The chapters are .ipynb here (the book's own config ignores notebooks, its sources being MyST .md).
+    config["exclude_patterns"] = [p for p in config.get("exclude_patterns", []) if not p.endswith(".ipynb")]
     config.setdefault("execute", {})["execute_notebooks"] = "off" if executed else "force"
     sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
     sphinx_config["hide_solutions"] = True       # a second lock: sphinx-exercise drops any solution left over
