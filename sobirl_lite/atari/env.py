@@ -207,9 +207,124 @@ class VectorAtari:
         self.env.close()
 
 
+# MinAtar games this pipeline runs, with their number of binary object channels. Every one fits in the 8 bits of
+# a uint8 frame, so a MinAtar observation is stored like one grayscale Atari frame (see :func:`pack_channels`).
+# (Seaquest has 10 channels and is left out.)
+MINATAR_CHANNELS = {"breakout": 4, "space_invaders": 6, "asterix": 4, "freeway": 7}
+MINATAR_PREFIX = "minatar:"
+
+
+def is_minatar(env_id: str) -> bool:
+    """``"minatar:breakout"`` -> True; ``"ALE/BeamRider-v5"`` -> False."""
+    return env_id.startswith(MINATAR_PREFIX)
+
+
+def minatar_game(env_id: str) -> str:
+    """``"minatar:breakout"`` -> ``"breakout"``, with a clear error for a game we do not run."""
+    game = env_id[len(MINATAR_PREFIX):]
+    if game not in MINATAR_CHANNELS:
+        raise ValueError(f"unknown MinAtar game {game!r} in env {env_id!r}; choose one of "
+                         f"{', '.join(MINATAR_PREFIX + g for g in MINATAR_CHANNELS)}")
+    return game
+
+
+def pack_channels(state: np.ndarray) -> np.ndarray:
+    """MinAtar state ``(10, 10, C)`` bool, ``C <= 8`` -> one ``(10, 10)`` uint8 frame, channel ``c`` in bit ``c``.
+
+    Packing keeps one uint8 frame per step, so the replay buffer, the segments and the preference buffer handle
+    MinAtar exactly as they handle Atari; the networks unpack the bits (:func:`~.networks.unpack_bits`).
+    """
+    state = np.asarray(state, dtype=np.uint8)
+    weights = (1 << np.arange(state.shape[-1], dtype=np.uint8)).astype(np.uint8)
+    return (state * weights).sum(-1, dtype=np.uint8)
+
+
+class MinAtarEnv:
+    """One MinAtar game (Young & Tian 2019) behind the same batched ``(E=1, ...)`` interface as :class:`GymAtari`.
+
+    Observations are ``(1, frame_stack, 10, 10)`` uint8 frames of packed channels (:func:`pack_channels`); MinAtar
+    games need no frame stacking (each game has a "trail" channel that shows motion), so the MinAtar settings use
+    ``frame_stack = 1``. Actions index the game's minimal action set (3 in Breakout, 4 in Space Invaders, 5 in
+    Asterix). There are no lives: ``terminated`` is the game over. Sticky actions (probability 0.1, MinAtar's
+    default) make the games stochastic in place of Atari's random no-ops. A game is truncated after
+    ``max_episode_frames`` steps (MinAtar has no frame skip, so frames are agent steps). The whole environment
+    object is pure Python and numpy, so :meth:`get_state` pickles it and a resumed run continues exactly.
+    """
+
+    num_envs = 1
+
+    def __init__(self, env_id="minatar:breakout", seed=0, frame_stack=1, max_episode_frames=10_000,
+                 sticky_action_prob=0.1):
+        from minatar import Environment
+
+        self.game = minatar_game(env_id)
+        self.env = Environment(self.game, sticky_action_prob=sticky_action_prob)
+        self.actions = np.array(self.env.minimal_action_set(), dtype=np.int64)
+        self.n_actions = len(self.actions)
+        self.n_channels = MINATAR_CHANNELS[self.game]
+        self.obs_shape = (frame_stack, 10, 10)
+        self.frame_stack, self.max_steps = frame_stack, max_episode_frames
+        self._seed = seed
+        self._stack = deque(maxlen=frame_stack)
+        self._t = 0
+        self._needs_reset = False
+
+    def _info(self, game_over, reset_step):
+        return {"lives": np.array([0 if game_over else 1], dtype=np.int32), "game_over": np.array([game_over]),
+                "reset_step": np.array([reset_step])}
+
+    def _new_game(self):
+        self.env.reset()
+        self._t = 0
+        self._needs_reset = False
+        zero = np.zeros((10, 10), np.uint8)
+        self._stack.extend([zero] * (self.frame_stack - 1) + [pack_channels(self.env.state())])
+        return self.current_obs()
+
+    def current_obs(self) -> np.ndarray:
+        """``(1, frame_stack, 10, 10)`` uint8."""
+        return np.stack(self._stack)[None]
+
+    def reset(self, seed=None):
+        self.env.seed(self._seed if seed is None else seed)
+        return self._new_game(), self._info(False, False)
+
+    def step(self, actions):
+        if self._needs_reset:
+            return self._new_game(), np.zeros(1), np.zeros(1, bool), np.zeros(1, bool), self._info(False, True)
+        a = int(np.asarray(actions).reshape(-1)[0])
+        if not 0 <= a < self.n_actions:
+            raise ValueError(f"action {a} outside 0..{self.n_actions - 1} of MinAtar {self.game}")
+        reward, terminal = self.env.act(int(self.actions[a]))
+        self._t += 1
+        self._stack.append(pack_channels(self.env.state()))
+        truncated = not terminal and self._t >= self.max_steps
+        self._needs_reset = bool(terminal or truncated)
+        return (self.current_obs(), np.array([float(reward)]), np.array([bool(terminal)]), np.array([truncated]),
+                self._info(self._needs_reset, False))
+
+    def get_state(self) -> dict:
+        return {"env": pickle.dumps(self.env), "stack": np.stack(self._stack), "t": self._t,
+                "needs_reset": self._needs_reset}
+
+    def set_state(self, state: dict) -> None:
+        self.env = pickle.loads(state["env"])
+        self._stack = deque(list(state["stack"]), maxlen=self.frame_stack)
+        self._t, self._needs_reset = int(state["t"]), bool(state["needs_reset"])
+
+    def close(self):
+        pass
+
+
 def make_env(cfg, seed: int | None = None):
-    """The environment of a run: :class:`GymAtari` or :class:`VectorAtari` per ``cfg.env_backend``."""
+    """The environment of a run: :class:`MinAtarEnv` for ``minatar:GAME``, else :class:`GymAtari` or
+    :class:`VectorAtari` per ``cfg.env_backend``."""
     seed = cfg.seed if seed is None else seed
+    if is_minatar(cfg.env_id):
+        if cfg.num_envs != 1:
+            raise ValueError("MinAtar runs one environment (num_envs=1)")
+        return MinAtarEnv(cfg.env_id, seed=seed, frame_stack=cfg.frame_stack,
+                          max_episode_frames=cfg.max_episode_frames)
     common = dict(env_id=cfg.env_id, seed=seed, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip,
                   screen_size=cfg.screen_size, frame_stack=cfg.frame_stack, max_episode_frames=cfg.max_episode_frames)
     if cfg.env_backend == "gym":

@@ -33,42 +33,20 @@ import torch.nn.functional as F
 SAC_STATS = ("qf_loss", "actor_loss", "alpha_loss", "entropy", "q_mean")
 
 
-def _kaiming(layer: nn.Module) -> nn.Module:
-    """Kaiming-normal weights and zero biases (CleanRL's ``layer_init`` for sac_atari)."""
-    nn.init.kaiming_normal_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-def nature_cnn(in_frames: int = 4) -> nn.Sequential:
-    """The DQN "Nature" encoder: ``(B, 4, 84, 84)`` float in [0, 1] -> ``(B, 512)`` features.
-
-    conv 32 8x8 stride 4 -> conv 64 4x4 stride 2 -> conv 64 3x3 stride 1 -> FC 3136 -> 512, ReLU after each.
-    """
-    return nn.Sequential(
-        _kaiming(nn.Conv2d(in_frames, 32, 8, stride=4)), nn.ReLU(),
-        _kaiming(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
-        _kaiming(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
-        nn.Flatten(),
-        _kaiming(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
-    )
-
-
-def to_float(obs: torch.Tensor) -> torch.Tensor:
-    """uint8 frames ``(B, 4, 84, 84)`` -> float32 in [0, 1]."""
-    return obs.float() / 255.0
+from .networks import kaiming as _kaiming, make_encoder, nature_cnn, to_float  # noqa: F401 (re-exported)
 
 
 class _EncoderHead(nn.Module):
-    """A Nature-CNN encoder and a linear head: ``(B, 4, 84, 84)`` uint8 -> ``(B, |A|)``."""
+    """The environment's encoder (:func:`~.networks.make_encoder`: Nature CNN on Atari, conv 16@3x3 -> FC 128 on
+    MinAtar) and a linear head: ``(B, stack, H, W)`` uint8 -> ``(B, |A|)``."""
 
-    def __init__(self, n_actions: int, in_frames: int = 4):
+    def __init__(self, n_actions: int, in_frames: int = 4, env_id: str = "ALE/BeamRider-v5"):
         super().__init__()
-        self.encoder = nature_cnn(in_frames)
-        self.head = _kaiming(nn.Linear(512, n_actions))
+        self.encoder, self.transform, width = make_encoder(env_id, in_frames)
+        self.head = _kaiming(nn.Linear(width, n_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(to_float(obs)))
+        return self.head(self.encoder(self.transform(obs)))
 
 
 class SoftQNetwork(_EncoderHead):
@@ -97,9 +75,10 @@ class DiscreteSAC:
     def __init__(self, n_actions: int, cfg, device="cpu", in_frames: int = 4):
         self.cfg, self.device, self.n_actions = cfg, torch.device(device), n_actions
         d = self.device
-        self.actor = Actor(n_actions, in_frames).to(d)
-        self.qf1, self.qf2 = SoftQNetwork(n_actions, in_frames).to(d), SoftQNetwork(n_actions, in_frames).to(d)
-        self.qf1_target, self.qf2_target = SoftQNetwork(n_actions, in_frames).to(d), SoftQNetwork(n_actions, in_frames).to(d)
+        net = dict(n_actions=n_actions, in_frames=in_frames, env_id=cfg.env_id)  # the encoder follows the env
+        self.actor = Actor(**net).to(d)
+        self.qf1, self.qf2 = SoftQNetwork(**net).to(d), SoftQNetwork(**net).to(d)
+        self.qf1_target, self.qf2_target = SoftQNetwork(**net).to(d), SoftQNetwork(**net).to(d)
         self.update_targets()
         for p in list(self.qf1_target.parameters()) + list(self.qf2_target.parameters()):
             p.requires_grad_(False)
