@@ -26,12 +26,12 @@ from .hypergrad import adjoint_vector, hypergradient, implicit_derivatives
 from .mdp import TabularMDP
 from .problem import BilevelProblem
 from .rewards import LinearReward, TabularReward
-from .soft import soft_bellman, soft_max, softmax_policy, solve_soft_mdp
+from .soft import evaluate_policy, soft_bellman, soft_max, softmax_policy, solve_soft_mdp
 from .upper import QuadraticUpper, UpperValue
 
 __all__ = ["ExerciseCheckFailed", "CheckReport", "check_soft_bellman", "check_implicit_value_derivative",
            "check_adjoint_hypergradient", "check_w_step", "check_true_return", "check_exploration_term",
-           "check_preference_loss", "check_hyper_term"]
+           "check_preference_loss", "check_hyper_term", "check_soft_policy_value", "check_pmd_step"]
 
 
 class ExerciseCheckFailed(AssertionError):
@@ -428,3 +428,76 @@ def _value_and_grad(f, r_np, actions_np, probs_np, g_np):
     (out * torch.tensor(g_np)).sum().backward()
     gp = probs.grad if probs.grad is not None else torch.zeros_like(probs)
     return np.concatenate([out.detach().numpy(), r.grad.numpy().ravel(), gp.numpy().ravel()])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Background chapter: exact soft policy evaluation, eq. (3)
+def check_soft_policy_value(fn, n_cases: int = 8, seed: int = 8) -> CheckReport:
+    """Grade ``fn(P, r, gamma, tau, pi) -> (S,)``: the soft value of a policy,
+    :math:`V^\\pi=(I-\\gamma P_\\pi)^{-1}\\big(r_\\pi+\\tau\\mathcal H(\\pi)\\big)` with
+    :math:`r_\\pi(s)=\\sum_a\\pi(a|s)r(s,a)` and the entropy :math:`\\mathcal H(\\pi)(s)=-\\sum_a\\pi\\log\\pi`, against
+    :func:`sobirl_lite.evaluate_policy`. One case has a deterministic row (0 log 0 = 0)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k, (S, A, gamma, tau) in enumerate(_sizes(rng, n_cases)):
+        P, r = _random_transitions(rng, S, A), rng.normal(size=(S, A))
+        pi = rng.dirichlet(np.ones(A), size=S)
+        if k == n_cases - 1:
+            pi[0] = np.eye(A)[0]                                   # a deterministic state
+        expected = evaluate_policy(TabularMDP(P, r, gamma, tau), pi)[0]
+        P_pi = np.einsum("sa,sat->st", pi, P)
+        r_pi = (pi * r).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ent = -np.nansum(pi * np.log(pi), axis=1)
+
+        def solve(M, b):
+            return np.linalg.solve(M, b)
+
+        slips = {
+            "the entropy subtracted instead of added": solve(np.eye(S) - gamma * P_pi, r_pi - tau * ent),
+            "the entropy without the temperature tau": solve(np.eye(S) - gamma * P_pi, r_pi + ent),
+            "no entropy at all (the unregularised value)": solve(np.eye(S) - gamma * P_pi, r_pi),
+            "P_pi transposed": solve(np.eye(S) - gamma * P_pi.T, r_pi + tau * ent),
+            "gamma left out of the discounting (one step only)": r_pi + tau * ent,
+        }
+        label = f"S={S}, A={A}, gamma={gamma:.3f}, tau={tau:.3f}" + (
+            ", pi deterministic in state 0" if k == n_cases - 1 else "")
+        cases.append(_Case(label, (P, r, gamma, tau, pi), expected, slips))
+    return _run("check_soft_policy_value", fn, cases)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Convergence chapter: one step of policy mirror descent (the inner solver of SoBiRL)
+def check_pmd_step(fn, n_cases: int = 8, seed: int = 9) -> CheckReport:
+    """Grade ``fn(pi, Q, eta, tau) -> (S, A)``: one KL-proximal policy mirror descent step with entropy,
+    :math:`\\pi^+(a|s)\\propto\\pi(a|s)^{1/(1+\\eta\\tau)}\\exp\\big(\\eta Q(s,a)/(1+\\eta\\tau)\\big)`, against
+    :func:`sobirl_lite.algorithms.sobirl.pmd_update`. The last case has :math:`\\eta Q` in the thousands, where an
+    unshifted exponential overflows."""
+    from .algorithms.sobirl import pmd_update
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k, (S, A, gamma, tau) in enumerate(_sizes(rng, n_cases)):
+        pi = rng.dirichlet(np.ones(A), size=S)
+        scale = 1000.0 if k == n_cases - 1 else 2.0
+        Q = rng.normal(scale=scale, size=(S, A))
+        eta = float(10 ** rng.uniform(-1, 1))
+        if scale > 100:
+            eta, tau = 5.0, 0.3                 # eta Q / (1 + eta tau) reaches thousands: exp overflows
+        expected = softmax_policy(pmd_update(np.log(pi), Q, eta, tau), 1.0)
+
+        def normalised(z):
+            return softmax_policy(z, 1.0)
+
+        c = 1.0 + eta * tau
+        slips = {
+            "pi not raised to the power 1/(1 + eta tau) (the entropy's pull left out)":
+                normalised(np.log(pi) + eta * Q / c),
+            "Q not divided by 1 + eta tau": normalised(np.log(pi) / c + eta * Q),
+            "a step away from Q (sign)": normalised((np.log(pi) - eta * Q) / c),
+            "eta left out": normalised((np.log(pi) + Q) / (1.0 + tau)),
+            "the old policy ignored (softmax of Q / tau, soft policy iteration)": normalised(Q / tau),
+        }
+        label = f"S={S}, A={A}, eta={eta:.3f}, tau={tau:.3f}" + (", eta Q in the thousands" if scale > 100 else "")
+        cases.append(_Case(label, (pi, Q, eta, tau), expected, slips))
+    return _run("check_pmd_step", fn, cases, rtol=1e-7, atol=1e-10)

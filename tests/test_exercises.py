@@ -103,6 +103,39 @@ def hyper_term(r_all, actions, probs):
     return (taken - (probs.detach() * r_all).sum(-1)).sum(dim=(1, 2))
 
 
+def soft_policy_value(P, r, gamma, tau, pi, sign=1.0, with_tau=True):
+    P_pi = np.einsum("sa,sat->st", pi, P)
+    ent = -np.sum(pi * np.log(np.where(pi > 0, pi, 1.0)), axis=1)               # 0 log 0 = 0
+    return np.linalg.solve(np.eye(len(pi)) - gamma * P_pi,
+                           (pi * r).sum(axis=1) + sign * (tau if with_tau else 1.0) * ent)
+
+
+def pmd_step(pi, Q, eta, tau):
+    z = (np.log(pi) + eta * Q) / (1 + eta * tau)
+    z -= z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def soft_policy_value_unguarded(P, r, gamma, tau, pi):
+    """pi log pi without the 0 log 0 = 0 convention: NaN at a deterministic state."""
+    P_pi = np.einsum("sa,sat->st", pi, P)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.sum(pi * np.log(pi), axis=1)
+    return np.linalg.solve(np.eye(len(pi)) - gamma * P_pi, (pi * r).sum(axis=1) + tau * ent)
+
+
+def pmd_step_no_power(pi, Q, eta, tau):
+    z = np.log(pi) + eta * Q / (1 + eta * tau)
+    z -= z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def pmd_step_unstable(pi, Q, eta, tau):
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = pi ** (1 / (1 + eta * tau)) * np.exp(eta * Q / (1 + eta * tau))
+        return w / w.sum(axis=1, keepdims=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 CORRECT = [
     (ex.check_soft_bellman, soft_bellman),
@@ -113,6 +146,8 @@ CORRECT = [
     (ex.check_exploration_term, exploration_term),
     (ex.check_preference_loss, preference_loss),
     (ex.check_hyper_term, hyper_term),
+    (ex.check_soft_policy_value, soft_policy_value),
+    (ex.check_pmd_step, pmd_step),
 ]
 
 
@@ -163,6 +198,12 @@ MISTAKES = [
     (ex.check_hyper_term, lambda r, a, p: -hyper_term(r, a, p), ["sign"]),
     (ex.check_hyper_term, lambda r, a, p: hyper_term(r, a, torch.full_like(p, 1.0 / p.shape[-1])),
      ["plain mean over actions"]),
+    (ex.check_soft_policy_value, lambda *a: soft_policy_value(*a, sign=-1.0), ["subtracted instead of added"]),
+    (ex.check_soft_policy_value, lambda *a: soft_policy_value(*a, with_tau=False), ["without the temperature"]),
+    (ex.check_soft_policy_value, soft_policy_value_unguarded, ["deterministic", "non-finite"]),
+    (ex.check_pmd_step, lambda pi, Q, eta, tau: pmd_step(pi, -Q, eta, tau), ["sign"]),
+    (ex.check_pmd_step, pmd_step_no_power, ["power 1/(1 + eta tau)"]),
+    (ex.check_pmd_step, pmd_step_unstable, ["thousands", "non-finite"]),
 ]
 
 
