@@ -14,6 +14,82 @@ from ..problems import synthetic_problem
 from ._figure import FigureView, panel
 
 
+def run_setting(problem, x0, beta: float, xi: float, inner_steps: int, iterations: int, track_every: int = 5):
+    """One run of the widget: Algorithm 1 from ``x0`` with step sizes ``beta``, ``xi`` and ``inner_steps`` backups.
+
+    Returns ``(history, diverged)``; ``history`` is ``None`` when the run raised, and ``diverged`` is true for an
+    exception, a non-finite iterate, or a final estimate :math:`\\|\\hat g\\|` 1000 times larger than the first.
+    """
+    cfg = MSoBiRLConfig(beta=beta, xi=xi, inner_steps=inner_steps, iterations=iterations, track_true_grad=True,
+                        track_every=track_every, progress=False)
+    try:
+        with np.errstate(all="ignore"):
+            h = m_sobirl(problem, x0, cfg)
+        g = h["grad_norm"]
+        diverged = not (np.all(np.isfinite(h.x)) and np.isfinite(g[-1]) and g[-1] < 1e3 * g[0])
+    except (FloatingPointError, ValueError, RuntimeError):
+        h, diverged = None, True
+    return h, diverged
+
+
+def final_true_grad(h, diverged: bool) -> float:
+    """The last tracked :math:`\\|\\nabla\\phi(x_k)\\|` of a run (``inf`` when it diverged)."""
+    if diverged or h is None:
+        return float("inf")
+    true = h["true_grad_norm"]
+    return float(true[~np.isnan(true)][-1])
+
+
+def small_multiples(problem=None, settings=(), iterations: int = 600, track_every: int = 5, axes=None):
+    """The widget's runs for several slider settings side by side, for readers of the static page.
+
+    ``settings`` is a sequence of ``(beta, xi, N)``; each goes through :func:`run_setting` (the widget's own
+    computation) and gets one panel with the true :math:`\\|\\nabla\\phi(x_k)\\|` and the :math:`w`-tracking
+    error against :math:`k`, or "diverged". ``axes``: as many matplotlib axes as settings (default: a new row).
+    Returns ``(figure, results)``: per setting a dict with ``beta``, ``xi``, ``N``, ``diverged``,
+    ``final_true_grad``, ``w_error_peak`` (largest :math:`w`-error over the first) and ``final_w_error``.
+    """
+    import matplotlib.pyplot as plt
+
+    problem = synthetic_problem(0) if problem is None else problem
+    x0 = getattr(problem, "x0", np.zeros(problem.n))
+    settings = list(settings)
+    if not settings:
+        raise ValueError("small_multiples needs at least one (beta, xi, N) setting")
+    if axes is None:
+        _, axes = plt.subplots(1, len(settings), figsize=(2.6 * len(settings), 2.6), sharey=True,
+                               layout="constrained")
+    axes = np.atleast_1d(axes).ravel()
+    if len(axes) != len(settings):
+        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    results = []
+    for ax, (beta, xi, n) in zip(axes, settings):
+        h, diverged = run_setting(problem, x0, beta, xi, n, iterations, track_every)
+        w_err = None if diverged else np.asarray(h.extra["w_error"])
+        results.append({"beta": beta, "xi": xi, "N": n, "diverged": diverged,
+                        "final_true_grad": final_true_grad(h, diverged),
+                        "w_error_peak": np.inf if diverged else float(w_err.max() / w_err[0]),
+                        "final_w_error": np.inf if diverged else float(w_err[-1])})
+        ax.set_title(rf"$\beta$={beta:.0e}, $\xi$={xi:.2f}, N={n}", fontsize=8)
+        ax.set_xlabel("$k$", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if diverged:
+            ax.text(0.5, 0.5, "diverged", ha="center", va="center", transform=ax.transAxes, color="tab:red",
+                    fontsize=11)
+            ax.set_yscale("log")
+            continue
+        k, true = h["iteration"], h["true_grad_norm"]
+        tracked = ~np.isnan(true)
+        ax.semilogy(k[tracked], true[tracked], color="tab:blue", lw=1.2, label=r"$\|\nabla\phi(x_k)\|$")
+        ax.semilogy(h.extra["tracked_iterations"], np.maximum(h.extra["w_error"], 1e-300), color="tab:green",
+                    lw=1.0, label=r"$\|w_k-w^*_{x_k}\|$")
+        ax.grid(True, alpha=0.3)
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if labelled:
+        labelled[0].legend(fontsize=7)
+    return axes[0].figure, results
+
+
 def m_sobirl_widget(problem=None, iterations: int = 600, beta: float = 0.03, xi: float = 0.5, inner_steps: int = 2,
                     track_every: int = 5):
     """Run :func:`~sobirl_lite.algorithms.m_sobirl` on ``problem`` (default ``synthetic_problem(0)``, from its
@@ -27,7 +103,8 @@ def m_sobirl_widget(problem=None, iterations: int = 600, beta: float = 0.03, xi:
     x0 = getattr(problem, "x0", np.zeros(problem.n))
     beta_slider = widgets.FloatLogSlider(value=beta, base=10, min=-3.5, max=-0.5, step=0.05, description="β",
                                          continuous_update=False, readout_format=".1e")
-    xi_slider = widgets.FloatSlider(value=xi, min=0.05, max=1.2, step=0.05, description="ξ",
+    # up to 2: the w-step is stable at the starting policy for xi < 1.11 and the run breaks between 1.3 and 1.5
+    xi_slider = widgets.FloatSlider(value=xi, min=0.05, max=2.0, step=0.05, description="ξ",
                                     continuous_update=False, readout_format=".2f")
     n_slider = widgets.IntSlider(value=inner_steps, min=0, max=20, step=1, description="N", continuous_update=False)
     view = FigureView(figsize=(9.5, 3.6))
@@ -36,13 +113,7 @@ def m_sobirl_widget(problem=None, iterations: int = 600, beta: float = 0.03, xi:
     def update(*_):
         cfg = MSoBiRLConfig(beta=beta_slider.value, xi=xi_slider.value, inner_steps=n_slider.value,
                             iterations=iterations, track_true_grad=True, track_every=track_every, progress=False)
-        try:
-            with np.errstate(all="ignore"):
-                h = m_sobirl(problem, x0, cfg)
-            g = h["grad_norm"]
-            diverged = not (np.all(np.isfinite(h.x)) and np.isfinite(g[-1]) and g[-1] < 1e3 * g[0])
-        except (FloatingPointError, ValueError, RuntimeError):
-            h, diverged = None, True
+        h, diverged = run_setting(problem, x0, cfg.beta, cfg.xi, cfg.inner_steps, iterations, track_every)
         state.update(history=h, diverged=diverged)
         fig = view.clear()
         ax_g, ax_m = fig.subplots(1, 2)

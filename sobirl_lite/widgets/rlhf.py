@@ -35,6 +35,51 @@ def run_rlhf_comparison(labels: int, tau: float, seeds: int = 3, iterations: int
     return out
 
 
+def summarize(runs) -> dict:
+    """Seed means at the last evaluation: ``{"final_return": {method: ...}, "final_accuracy": {method: ...}}``."""
+    return {"final_return": {k: float(np.mean([h.extra["true_return"][-1] for h in v])) for k, v in runs.items()},
+            "final_accuracy": {k: float(np.mean([h.extra["pref_accuracy"][-1] for h in v]))
+                               for k, v in runs.items()}}
+
+
+def small_multiples(settings, seeds: int = 3, iterations: int = 60, axes=None, known=None, **kwargs):
+    """The widget's comparison for several slider settings side by side, for readers of the static page.
+
+    ``settings``: a sequence of ``(labels, tau)``; each is run with :func:`run_rlhf_comparison` (the widget's own
+    computation) unless ``known`` (a dict ``{(labels, tau): runs}``, e.g. from a widget's ``state["runs"]``)
+    already holds it. Each panel shows the true return of both methods against the labels collected (mean ± one
+    standard error); its title gives the held-out preference accuracy at the end. ``axes``: one per setting
+    (default: a new row). Returns ``(figure, results)`` with ``results[(labels, tau)]`` as :func:`summarize`.
+    """
+    import matplotlib.pyplot as plt
+
+    settings = list(settings)
+    if not settings:
+        raise ValueError("small_multiples needs at least one (labels, tau) setting")
+    if axes is None:
+        _, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 2.8), layout="constrained")
+    axes = np.atleast_1d(axes).ravel()
+    if len(axes) != len(settings):
+        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    known = dict(known or {})
+    results = {}
+    for ax, (labels, tau) in zip(axes, settings):
+        runs = known.get((labels, tau))
+        if runs is None:
+            runs = run_rlhf_comparison(labels, tau, seeds=seeds, iterations=iterations, **kwargs)
+        results[(labels, tau)] = summary = summarize(runs)
+        for name, hs in runs.items():
+            plot_band(ax, hs[0].extra["labels"], [h.extra["true_return"] for h in hs], label=name, confidence=None)
+        acc = summary["final_accuracy"]
+        accuracy = ", ".join(f"{k} {v:.2f}" for k, v in acc.items())
+        ax.set_title(f"{labels} labels/it., τ = {tau:g}\naccuracy {accuracy}", fontsize=8)
+        ax.set_xlabel("labels collected", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("true return", fontsize=8)
+    axes[0].legend(fontsize=7)
+    return axes[0].figure, results
+
+
 def rlhf_widget(labels: int = 8, tau: float = 0.5, seeds: int = 3, iterations: int = 60, **kwargs):
     """True return and held-out preference accuracy of SoBiRL and DRLHF against the number of labels collected,
     with sliders for the labels per iteration and the temperature :math:`\\tau` (mean ± one standard error over ``seeds``).
@@ -53,9 +98,7 @@ def rlhf_widget(labels: int = 8, tau: float = 0.5, seeds: int = 3, iterations: i
         runs = run_rlhf_comparison(label_slider.value, tau_slider.value, seeds=seeds, iterations=iterations,
                                    **kwargs)
         state["runs"] = runs
-        state["final_return"] = {k: float(np.mean([h.extra["true_return"][-1] for h in v])) for k, v in runs.items()}
-        state["final_accuracy"] = {k: float(np.mean([h.extra["pref_accuracy"][-1] for h in v]))
-                                   for k, v in runs.items()}
+        state.update(summarize(runs))
         fig = view.clear()
         ax_r, ax_a = fig.subplots(1, 2)
         for name, hs in runs.items():
