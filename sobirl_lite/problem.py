@@ -22,6 +22,7 @@ class BilevelProblem:
         for method in ("value", "grad_x", "grad_pi"):
             if not callable(getattr(upper, method, None)):
                 raise TypeError(f"upper must have a {method}(x, pi) method")
+        _check_upper_shapes(upper, S, A, reward.n)
         self.reward, self.upper = reward, upper
         self.S, self.A, self.n = S, A, reward.n
         self.gamma, self.tau, self.rho = self._template.gamma, self._template.tau, self._template.rho
@@ -42,6 +43,23 @@ class BilevelProblem:
     def __repr__(self):
         return (f"BilevelProblem(S={self.S}, A={self.A}, n={self.n}, gamma={self.gamma}, tau={self.tau}, "
                 f"reward={self.reward!r}, upper={self.upper!r})")
+
+
+def _check_upper_shapes(upper, S, A, n):
+    """Catch an upper objective built for another problem at construction, not later as a numpy broadcast error:
+    its declared (S, A) and n, then one probe at x = 0 and the uniform policy (grad_pi (S, A), grad_x (n,))."""
+    up_S, up_A = getattr(upper, "S", None), getattr(upper, "A", None)
+    if up_S is not None and (up_S, up_A) != (S, A):
+        raise ValueError(f"the upper objective is over (S, A) = ({up_S}, {up_A}) but P has (S, A) = ({S}, {A})")
+    up_n = getattr(upper, "n", None)
+    if up_n is not None and up_n != n:
+        raise ValueError(f"the upper objective expects x of size n = {up_n} but the reward has n = {n}")
+    x0, pi0 = np.zeros(n), np.full((S, A), 1.0 / A)
+    g_pi = np.shape(upper.grad_pi(x0, pi0))
+    g_x = np.shape(upper.grad_x(x0, pi0))
+    if g_pi != (S, A) or g_x != (n,):
+        raise ValueError(f"the upper objective's gradients have shapes grad_pi {g_pi} and grad_x {g_x}; "
+                         f"this problem needs ({S}, {A}) and ({n},)")
 
 
 def _shape_of(P):

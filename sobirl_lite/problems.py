@@ -19,7 +19,7 @@ import numpy as np
 
 from .mdp import TabularMDP, gridworld
 from .problem import BilevelProblem
-from .rewards import _Reward
+from .rewards import _Reward, real_array
 from .upper import QuadraticUpper, UpperValue
 
 
@@ -37,8 +37,7 @@ class QuadraticFormReward(_Reward):
     """
 
     def __init__(self, c, M):
-        c = np.asarray(c, dtype=np.float64)
-        M = np.asarray(M, dtype=np.float64)
+        c, M = real_array(c, "c"), real_array(M, "M")
         if c.ndim != 2:
             raise ValueError(f"c must have shape (S, A); got {c.shape}")
         if M.ndim != 2 or M.shape[0] != M.shape[1]:
@@ -81,8 +80,7 @@ class AffineReward(_Reward):
     """
 
     def __init__(self, base, features):
-        base = np.asarray(base, dtype=np.float64)
-        features = np.asarray(features, dtype=np.float64)
+        base, features = real_array(base, "base"), real_array(features, "features")
         if features.ndim != 3 or base.shape != features.shape[:2]:
             raise ValueError(f"need base (S, A) and features (S, A, n); got {base.shape} and {features.shape}")
         if not (np.all(np.isfinite(base)) and np.all(np.isfinite(features))):

@@ -18,13 +18,21 @@ import scipy.sparse as sp
 # torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 
+def real_array(value, name: str):
+    """``value`` as a float64 array; a ValueError naming ``name`` if it is complex (numpy would silently drop the
+    imaginary part)."""
+    if np.iscomplexobj(value) or (sp.issparse(value) and np.iscomplexobj(value.data)):
+        raise ValueError(f"{name} is complex; rewards and their parameters must be real")
+    return value if sp.issparse(value) else np.asarray(value, dtype=np.float64)
+
+
 class _Reward:
     S: int
     A: int
     n: int
 
     def _check_x(self, x):
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         if x.shape != (self.n,):
             raise ValueError(f"x must have shape (n,) = ({self.n},); got {x.shape}")
         if not np.all(np.isfinite(x)):
@@ -32,7 +40,7 @@ class _Reward:
         return x
 
     def _check_g(self, g):
-        g = np.asarray(g, dtype=np.float64)
+        g = real_array(g, "g")
         if g.shape != (self.S, self.A):
             raise ValueError(f"g must have shape (S, A) = ({self.S}, {self.A}); got {g.shape}")
         return g
@@ -49,6 +57,7 @@ class LinearReward(_Reward):
     """
 
     def __init__(self, features, shape=None):
+        features = real_array(features, "features")
         if sp.issparse(features):
             if shape is None or len(shape) != 2 or shape[0] * shape[1] != features.shape[0]:
                 raise ValueError(f"sparse features of shape {features.shape} need shape=(S, A) with S*A = {features.shape[0]}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .mdp import PolicySystem, TabularMDP, _as_transitions, _check_distribution, _check_gamma
+from .rewards import real_array
 
 
 class QuadraticUpper:
@@ -46,7 +47,7 @@ class UpperValue:
 
     def __init__(self, P, r, gamma, mu=None, n: int | None = None):
         P, S, A = _as_transitions(P, name="P_u")
-        r = np.asarray(r, dtype=np.float64)
+        r = real_array(r, "r_u")
         if r.shape != (S, A) or not np.all(np.isfinite(r)):
             raise ValueError(f"r_u must be a finite (S, A) = ({S}, {A}) array; got shape {r.shape}")
         # reuse TabularMDP's transition helpers; tau is irrelevant here (no entropy in the upper level)

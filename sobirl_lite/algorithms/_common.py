@@ -83,13 +83,29 @@ class RunOptions:
         return self
 
 
+def check_array(name, value, shape):
+    """``value`` as a new float64 array of ``shape``; a ValueError naming ``name`` if it has another shape, is
+    complex or holds NaN or infinite entries (initial values are checked before any work is done)."""
+    if np.iscomplexobj(value):
+        raise ValueError(f"{name} is complex; it must be real")
+    value = np.array(value, dtype=np.float64)
+    if value.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got {value.shape}")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return value
+
+
 def check_x0(problem, x0):
-    x0 = np.asarray(x0, dtype=np.float64)
-    if x0.shape != (problem.n,):
-        raise ValueError(f"x0 must have shape (n,) = ({problem.n},); got {x0.shape}")
-    if not np.all(np.isfinite(x0)):
-        raise ValueError("x0 contains NaN or infinite entries")
-    return x0.copy()
+    return check_array("x0", x0, (problem.n,))
+
+
+#: a run whose ||x|| grows past this factor times (1 + ||x_0||) has diverged, even while x is still finite
+DIVERGENCE_FACTOR = 1e8
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """An outer loop diverged (x non-finite or exploding). A ValueError too: its cause is a bad setting."""
 
 
 def progress_range(iterations: int, enabled: bool, desc: str):
@@ -106,12 +122,17 @@ def log_iteration(hist, row: dict, x, cfg) -> bool:
     return cfg.stop_grad is not None and row.get("true_grad_norm", np.inf) <= cfg.stop_grad
 
 
-def descend(x, step, beta: float, name: str, k: int):
-    """The upper-level step :math:`x - \\beta\\,\\text{step}`; raises FloatingPointError naming the algorithm and
-    the iteration instead of carrying NaN or inf forward."""
+def descend(x, step, beta: float, name: str, k: int, x0_norm: float = 0.0, hint: str = "reduce beta"):
+    """The upper-level step :math:`x - \\beta\\,\\text{step}`. Raises :class:`DivergenceError` naming the algorithm
+    and the iteration when ``x`` becomes non-finite, or when :math:`\\|x\\|` exceeds ``DIVERGENCE_FACTOR`` times
+    :math:`1+\\|x_0\\|` (``x0_norm``): a huge step can leave a finite but meaningless ``x`` of 1e200."""
     x = x - beta * step
     if not np.all(np.isfinite(x)):
-        raise FloatingPointError(f"{name} diverged at iteration {k} (non-finite x); reduce beta")
+        raise DivergenceError(f"{name} diverged at iteration {k} (non-finite x); {hint}")
+    size = float(np.linalg.norm(x))
+    if size > DIVERGENCE_FACTOR * (1.0 + x0_norm):
+        raise DivergenceError(f"{name} diverged at iteration {k}: ||x|| = {size:.3g} grew past "
+                              f"{DIVERGENCE_FACTOR:g} x (1 + ||x_0||); {hint}")
     return x
 
 

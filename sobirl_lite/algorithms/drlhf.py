@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..rlhf import RewardTrainer, RLHFSetup
 from ..sampling import TabularEnv
 from ..soft import softmax_policy
+from ._common import check_positive
 from .sobirl import SoBiRLConfig, _check_x0, _Inner, _RLHFLoop
 
 
@@ -37,6 +38,12 @@ class DRLHFConfig(SoBiRLConfig):
 
     reward_epochs: int = 1
     reward_batch_size: int | None = None
+
+    def validate(self):
+        super().validate()
+        check_positive("reward_epochs", self.reward_epochs, integer=True, allow_zero=True)
+        if self.reward_batch_size is not None:
+            check_positive("reward_batch_size", self.reward_batch_size, integer=True)
 
 
 def _as_drlhf_config(config) -> DRLHFConfig:

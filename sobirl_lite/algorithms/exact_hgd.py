@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..problem import BilevelProblem
-from ._common import (RunOptions, TrueGradientTracker, bellman_to_tolerance, check_positive, check_x0, descend,
+from ._common import (RunOptions, TrueGradientTracker, bellman_to_tolerance, check_array, check_positive, check_x0,
+                      descend,
                       direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range,
                       softmax_rows)
 from .history import History
@@ -62,7 +63,8 @@ def exact_hgd(problem: BilevelProblem, x0, config: ExactHGDConfig | None = None,
     x = check_x0(problem, x0)
     S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
     reward, upper = problem.reward, problem.upper
-    Q = np.zeros((S, A)) if Q0 is None else np.asarray(Q0, dtype=np.float64).copy()
+    Q = np.zeros((S, A)) if Q0 is None else check_array("Q0", Q0, (S, A))
+    x0_norm = float(np.linalg.norm(x))
     w = np.zeros(S)
     hist = History("exact HGD", asdict(cfg))
     tracker = TrueGradientTracker(problem, cfg.track_true_grad)
@@ -103,7 +105,7 @@ def exact_hgd(problem: BilevelProblem, x0, config: ExactHGDConfig | None = None,
         if log_iteration(hist, row, x, cfg):
             break
 
-        x = descend(x, g, cfg.beta, "exact HGD", k)
+        x = descend(x, g, cfg.beta, "exact HGD", k, x0_norm)
         backups += m + 1.0 + adj_cost
 
     hist.x = x

@@ -44,6 +44,7 @@ def itd(problem: BilevelProblem, x0, config: ITDConfig | None = None) -> History
     :math:`x_k`; ``inner_iterations`` = ``unroll``)."""
     cfg = (config or ITDConfig()).validate()
     x = check_x0(problem, x0)
+    x0_norm = float(np.linalg.norm(x))
     P_t = _torch_transitions(problem)
     hist = History("ITD", asdict(cfg))
     tracker = TrueGradientTracker(problem, cfg.track_true_grad)
@@ -60,7 +61,7 @@ def itd(problem: BilevelProblem, x0, config: ITDConfig | None = None) -> History
         row.setdefault("phi", float(problem.upper.value(x, pi)))
         if log_iteration(hist, row, x, cfg):
             break
-        x = descend(x, g, cfg.beta, "ITD", k)
+        x = descend(x, g, cfg.beta, "ITD", k, x0_norm)
         backups += 2.0 * cfg.unroll
     hist.x = x
     hist.extra["Q"] = Q

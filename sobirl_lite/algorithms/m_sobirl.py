@@ -14,7 +14,8 @@ Cost per outer iteration, in backups (convention in :mod:`sobirl_lite.algorithms
 forming :math:`P_{\\pi_k}` (1) + :math:`(E-\\gamma P)^\\top u` (1) + two products with the (S, S) matrix
 :math:`A_k` (2/A) + :math:`N` backups = :math:`N + 2 + 2/A`. The product :math:`PV_k` behind the auxiliary policy
 of line 5 is the one the first backup of line 9 needs (:math:`B_{x_{k+1}}Q_k=r_{x_{k+1}}+\\gamma PV_k`), so it is
-computed once (with :math:`N=0` it costs one extra backup).
+computed once (with :math:`N=0` it costs one extra backup). The ablation ``w_update="exact"`` replaces line 4 by
+the solve :math:`w=A_k^{-1}b_k`, charged :func:`~sobirl_lite.algorithms._common.direct_solve_cost` instead of 2/A.
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import spsolve, svds
 
 from ..hypergrad import adjoint_vector
 from ..problem import BilevelProblem
-from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range,
+from ._common import (DIVERGENCE_FACTOR, DivergenceError, RunOptions, TrueGradientTracker, check_array,
+                      check_positive, check_x0, descend, direct_solve_cost, log_iteration, progress_range,
                       soft_max_rows, softmax_rows)
 from .history import History
 
@@ -38,6 +41,7 @@ class MSoBiRLConfig(RunOptions):
     xi: float = 0.5               # step size for the least-squares variable w (line 4; the code's `zeta`)
     inner_steps: int = 10         # N, soft Bellman backups per outer iteration (lines 7-9); a constant
     iterations: int = 3000        # K, outer iterations
+    w_update: str = "step"        # "step": line 4 as written; "exact": w = A_k^{-1} b_k (an ablation, not Alg. 1)
 
     def validate(self):
         self.validate_run_options()
@@ -45,6 +49,8 @@ class MSoBiRLConfig(RunOptions):
         check_positive("xi", self.xi)
         check_positive("inner_steps", self.inner_steps, integer=True, allow_zero=True)
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
+        if self.w_update not in ("step", "exact"):
+            raise ValueError(f"w_update must be 'step' or 'exact'; got {self.w_update!r}")
         return self
 
 
@@ -72,16 +78,17 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
     S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
     reward, upper = problem.reward, problem.upper
     rng = np.random.default_rng(cfg.seed)
-    w = rng.standard_normal(S) if w0 is None else np.asarray(w0, dtype=np.float64).copy()
-    Q = np.zeros((S, A)) if Q0 is None else np.asarray(Q0, dtype=np.float64).copy()
-    if w.shape != (S,) or Q.shape != (S, A):
-        raise ValueError(f"w0 must have shape ({S},) and Q0 shape ({S}, {A}); got {w.shape} and {Q.shape}")
+    w = rng.standard_normal(S) if w0 is None else check_array("w0", w0, (S,))
+    Q = np.zeros((S, A)) if Q0 is None else check_array("Q0", Q0, (S, A))
+    x0_norm, w0_norm = float(np.linalg.norm(x)), float(np.linalg.norm(w))
 
     hist = History("M-SoBiRL", asdict(cfg))
     hist.extra.update(w_error=[], q_error=[], tracked_iterations=[])
     tracker = TrueGradientTracker(problem, cfg.track_true_grad)
     N = int(cfg.inner_steps)
     cost_per_iteration = max(N, 1) + 2 + 2.0 / A     # see the module docstring
+    if cfg.w_update == "exact":                       # a direct solve instead of the two products with A_k
+        cost_per_iteration += direct_solve_cost(gamma) - 2.0 / A
     backups = 0.0
     mdp = problem.mdp(x)                                          # M_tau(x_0): its reward r_{x_0}
 
@@ -100,8 +107,13 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
         u = pi * upper.grad_pi(x, pi)                             # (S, A)
         b = u.sum(axis=1) - gamma * mdp.adjoint(u)                # E^T u - γ P^T u, (S,)
 
-        # line 4: ONE gradient step on ½||A_k w - b_k||²
-        w = w - cfg.xi * (A_k.T @ (A_k @ w - b))
+        # line 4: ONE gradient step on ½||A_k w - b_k||² (or, as an ablation, its exact minimiser)
+        if cfg.w_update == "exact":
+            w = spsolve(A_k.tocsc(), b) if sp.issparse(A_k) else np.linalg.solve(A_k, b)
+        else:
+            w = w - cfg.xi * (A_k.T @ (A_k @ w - b))
+        if not (np.all(np.isfinite(w)) and np.linalg.norm(w) <= DIVERGENCE_FACTOR * (1.0 + w0_norm)):
+            raise DivergenceError(_w_step_diagnosis(A_k, cfg.xi, k, "w"))
 
         # line 5: the estimator; ∂_x T(V_k, x_k) = Π_{π̃} ∇r_x with the auxiliary policy π̃ = softmax_τ(r_x + γPV_k)
         PV = mdp.expect(V)                                         # (S, A); reused by the first backup of line 9
@@ -116,7 +128,10 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
             break
 
         # line 6: the upper-level step
-        x = descend(x, g, cfg.beta, "M-SoBiRL", k)
+        try:
+            x = descend(x, g, cfg.beta, "M-SoBiRL", k, x0_norm)
+        except DivergenceError as err:                            # name xi when the w-step is the culprit
+            raise DivergenceError(_w_step_diagnosis(A_k, cfg.xi, k, "x", str(err))) from None
 
         # lines 7-10: N soft Bellman backups Q <- B_{x_{k+1}} Q, warm-started from Q_k
         mdp = problem.mdp(x)
@@ -129,6 +144,20 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
     hist.extra["Q"], hist.extra["w"] = Q, w
     hist.extra["cost_per_iteration"] = cost_per_iteration
     return hist
+
+
+def _w_step_diagnosis(A_k, xi, k, what, fallback=None):
+    """Why ``what`` (w or x) exploded at iteration ``k``: line 4 contracts iff :math:`0<\\xi<2/\\sigma_{\\max}(A_k)^2`;
+    if xi is below that bound the cause is the step on x (``fallback``, or a generic message)."""
+    if sp.issparse(A_k):
+        sigma = float(svds(A_k.astype(np.float64), k=1, return_singular_vectors=False)[0])
+    else:
+        sigma = float(np.linalg.norm(A_k, 2))
+    limit = 2.0 / sigma ** 2
+    if xi >= limit:
+        return (f"M-SoBiRL: {what} diverged at iteration {k} because the w-step (line 4) is unstable: xi = {xi:g} "
+                f"is above 2/sigma_max(A_k)^2 = {limit:.4g}; reduce xi")
+    return fallback or f"M-SoBiRL: {what} diverged at iteration {k} (xi = {xi:g} is below {limit:.4g}); reduce beta"
 
 
 def _merit_terms(problem, tracker, mdp, x, Q, w, extra, k):

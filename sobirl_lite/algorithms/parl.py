@@ -35,7 +35,7 @@ import numpy as np
 # torch is imported inside the functions that use it: the rest of the package runs without it (Pyodide).
 
 from ..problem import BilevelProblem
-from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, descend, direct_solve_cost,
+from ._common import (RunOptions, TrueGradientTracker, check_array, check_positive, check_x0, descend, direct_solve_cost,
                       progress_range, soft_max_rows)
 from .history import History
 
@@ -163,7 +163,8 @@ def parl(problem: BilevelProblem, x0, config: PARLConfig | None = None, Q0=None)
     cfg = (config or PARLConfig()).validate()
     x = check_x0(problem, x0)
     S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
-    Q = np.zeros((S, A)) if Q0 is None else np.asarray(Q0, dtype=np.float64).copy()
+    Q = np.zeros((S, A)) if Q0 is None else check_array("Q0", Q0, (S, A))
+    x0_norm = float(np.linalg.norm(x))
     model = _TorchModel(problem)
     oracle_cost = (2 * S * A + 4) * direct_solve_cost(gamma)
     hist = History("PARL", {**asdict(cfg), "oracle_cost": oracle_cost})
@@ -200,7 +201,7 @@ def parl(problem: BilevelProblem, x0, config: PARLConfig | None = None, Q0=None)
         if tracked and cfg.stop_grad is not None and row["true_grad_norm"] <= cfg.stop_grad:
             break
 
-        x = descend(x, g, cfg.beta, "PARL", k)
+        x = descend(x, g, cfg.beta, "PARL", k, x0_norm)
         backups += cfg.inner_steps + oracle_cost
 
     hist.x = x

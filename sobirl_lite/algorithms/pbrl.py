@@ -22,11 +22,21 @@ which is why PBRL needs :math:`\\lambda=\\Omega(\\epsilon^{-1/2})` and :math:`\\
 
 Cost per outer iteration, in backups (convention in :mod:`sobirl_lite.algorithms._common`): ``inner_steps``
 backups, forming :math:`P_{\\pi_k}` and :math:`P_{\\hat\\pi_k}` (2), :math:`Q^{\\pi_k}=r+\\gamma PV^{\\pi_k}` (1), and
-three warm-started iterative policy-evaluation solves on the formed (S, S) matrices (:math:`V^{\\pi_k}`,
-:math:`d_{\\pi_k}`, :math:`d_{\\hat\\pi_k}`), ``1/A`` per sweep.
+three policy-evaluation solves (:math:`V^{\\pi_k}`, :math:`d_{\\pi_k}`, :math:`d_{\\hat\\pi_k}`): with
+``solver="iterative"`` (default) warm-started fixed-point sweeps on the formed (S, S) matrices, ``1/A`` per sweep; with
+``solver="direct"`` LU solves charged :func:`~sobirl_lite.algorithms._common.direct_solve_cost` each.
+
+Where this differs from Shen, Yang & Chen (2024): their penalty method is analysed for a generic inner solver, a
+penalty weight that grows as :math:`\\lambda=\\Omega(\\epsilon^{-1/2})` and a projected step on the policy; here the
+inner solver is soft Bellman backups (shared with the other methods), :math:`\\lambda` is fixed (10 in the book), the
+policy step is a mirror step, and the step size on :math:`x` must be about :math:`1/\\lambda` times smaller than the
+other methods' (the penalised objective is :math:`\\lambda` times stiffer). Too large a step does not always blow
+up: :math:`x` can settle into a period-2 cycle with a constant :math:`\\|\\nabla_xF_\\lambda\\|`. The run detects such
+a cycle, warns, records its start in ``history.extra["cycle"]`` and stops.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,8 +44,9 @@ import numpy as np
 from ..mdp import solve_policy_system
 from ..problem import BilevelProblem
 from ..soft import solve_soft_mdp
-from ._common import (RunOptions, TrueGradientTracker, check_positive, check_x0, log_iteration, policy_evaluation_iterative,
-                      progress_range, soft_max_rows, softmax_rows)
+from ._common import (RunOptions, TrueGradientTracker, check_array, check_positive, check_x0, descend,
+                      direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range, soft_max_rows,
+                      softmax_rows)
 from .history import History
 
 
@@ -50,6 +61,8 @@ class PBRLConfig(RunOptions):
     iterations: int = 3000
     solve_tol: float = 1e-10      # tolerance of the iterative policy-evaluation solves
     max_sweeps: int = 100_000
+    solver: str = "iterative"     # "iterative" (warm-started sweeps, counted) or "direct" (LU, charged)
+    cycle_window: int = 20        # stop after this many consecutive iterations of a period-2 cycle in x
 
     def validate(self):
         self.validate_run_options()
@@ -61,6 +74,9 @@ class PBRLConfig(RunOptions):
         check_positive("iterations", self.iterations, integer=True, allow_zero=True)
         check_positive("solve_tol", self.solve_tol)
         check_positive("max_sweeps", self.max_sweeps, integer=True)
+        check_positive("cycle_window", self.cycle_window, integer=True)
+        if self.solver not in ("iterative", "direct"):
+            raise ValueError(f"solver must be 'iterative' or 'direct'; got {self.solver!r}")
         return self
 
 
@@ -108,16 +124,18 @@ def pbrl(problem: BilevelProblem, x0, config: PBRLConfig | None = None, pi0=None
     x = check_x0(problem, x0)
     S, A, gamma, tau, rho = problem.S, problem.A, problem.gamma, problem.tau, problem.rho
     upper = problem.upper
-    pi = np.full((S, A), 1.0 / A) if pi0 is None else np.asarray(pi0, dtype=np.float64).copy()
-    if pi.shape != (S, A) or np.any(pi <= 0) or np.any(np.abs(pi.sum(axis=1) - 1) > 1e-8):
+    pi = np.full((S, A), 1.0 / A) if pi0 is None else check_array("pi0", pi0, (S, A))
+    if np.any(pi <= 0) or np.any(np.abs(pi.sum(axis=1) - 1) > 1e-8):
         raise ValueError(f"pi0 must be a strictly positive stochastic (S, A) = ({S}, {A}) array")
     eta = cfg.eta if cfg.eta is not None else (1.0 - gamma) / (2.0 * cfg.lam * tau)
     Q_hat = np.zeros((S, A))
     V_pi = d_pi = d_hat = None
     hist = History("PBRL", {**asdict(cfg), "eta_used": eta})
     hist.extra["penalty"] = []
+    hist.extra["cycle"] = None
     tracker = TrueGradientTracker(problem, cfg.track_true_grad)
     backups = 0.0
+    x0_norm, x_prev, in_cycle = float(np.linalg.norm(x)), None, 0
 
     for k in progress_range(cfg.iterations, cfg.progress, "PBRL"):
         row = dict(iteration=k, backups=backups, inner_iterations=cfg.inner_steps)
@@ -134,14 +152,20 @@ def pbrl(problem: BilevelProblem, x0, config: PBRLConfig | None = None, pi0=None
         pi_hat = softmax_rows(Q_hat, tau)
 
         # evaluate π_k (value, Q) and the two occupancies, by warm-started iterative solves
-        P_pi, P_hat = mdp.policy_matrix(pi), mdp.policy_matrix(pi_hat)
         rhs = (pi * (r - tau * _policy_logs(pi))).sum(axis=1)
-        V_pi, c1, _ = policy_evaluation_iterative(mdp, pi, rhs, V_pi, cfg.solve_tol, cfg.max_sweeps, P_pi=P_pi)
+        if cfg.solver == "direct":
+            V_pi = solve_policy_system(mdp, pi, rhs)
+            d_pi = solve_policy_system(mdp, pi, rho, transpose=True)
+            d_hat = solve_policy_system(mdp, pi_hat, rho, transpose=True)
+            c1 = c2 = c3 = float(direct_solve_cost(gamma))
+        else:
+            P_pi, P_hat = mdp.policy_matrix(pi), mdp.policy_matrix(pi_hat)
+            V_pi, c1, _ = policy_evaluation_iterative(mdp, pi, rhs, V_pi, cfg.solve_tol, cfg.max_sweeps, P_pi=P_pi)
+            d_pi, c2, _ = policy_evaluation_iterative(mdp, pi, rho, d_pi, cfg.solve_tol, cfg.max_sweeps,
+                                                      transpose=True, P_pi=P_pi)
+            d_hat, c3, _ = policy_evaluation_iterative(mdp, pi_hat, rho, d_hat, cfg.solve_tol, cfg.max_sweeps,
+                                                       transpose=True, P_pi=P_hat)
         Q_pi = r + gamma * mdp.expect(V_pi)
-        d_pi, c2, _ = policy_evaluation_iterative(mdp, pi, rho, d_pi, cfg.solve_tol, cfg.max_sweeps,
-                                                  transpose=True, P_pi=P_pi)
-        d_hat, c3, _ = policy_evaluation_iterative(mdp, pi_hat, rho, d_hat, cfg.solve_tol, cfg.max_sweeps,
-                                                   transpose=True, P_pi=P_hat)
 
         # gradients of F_λ = f + λ p  (Danskin for the max term)
         px, ppi = penalty_gradients_from_parts(problem, x, pi, pi_hat, d_pi, d_hat, Q_pi)
@@ -154,12 +178,28 @@ def pbrl(problem: BilevelProblem, x0, config: PBRLConfig | None = None, pi0=None
             break
 
         # steps: gradient on x, mirror (exponentiated gradient) on each simplex π(·|s)
-        x = x - cfg.beta * g_x
+        x_before = x
+        x = descend(x, g_x, cfg.beta, "PBRL", k, x0_norm, hint="reduce beta or eta")
         logits = _policy_logs(pi) - eta * g_pi
         pi = softmax_rows(logits, 1.0)
-        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(pi))):
-            raise FloatingPointError(f"PBRL diverged at iteration {k}; reduce beta or eta")
+        if not np.all(np.isfinite(pi)):
+            raise FloatingPointError(f"PBRL diverged at iteration {k} (non-finite policy); reduce eta or beta")
         backups += cfg.inner_steps + 3.0 + c1 + c2 + c3
+
+        # a period-2 cycle: x comes back to x_{k-1} while the step itself stays large
+        step = float(np.linalg.norm(x - x_before))
+        if x_prev is not None and step > 1e-8 * (1.0 + float(np.linalg.norm(x))) \
+                and np.linalg.norm(x - x_prev) < 0.05 * step:
+            in_cycle += 1
+        else:
+            in_cycle = 0
+        x_prev = x_before
+        if in_cycle >= cfg.cycle_window:
+            hist.extra["cycle"] = k + 1 - cfg.cycle_window
+            warnings.warn(f"PBRL is not converging: x has alternated between two points since iteration "
+                          f"{hist.extra['cycle']} (||grad_x F|| stays near {row['grad_norm']:.3g}); reduce beta",
+                          RuntimeWarning, stacklevel=2)
+            break
 
     hist.x = x
     hist.extra["pi"] = pi

@@ -40,6 +40,7 @@ from ..rlhf import PreferenceBuffer, RLHFSetup
 from ..sampling import TabularEnv
 from ..soft import evaluate_policy, softmax_policy
 from ..upper import UpperValue
+from ._common import check_array, check_positive, descend
 from .history import History
 
 
@@ -116,18 +117,25 @@ class SoBiRLConfig:
     keep_iterates: bool = False
 
     def validate(self):
-        if int(self.iterations) < 0 or int(self.pmd_iterations) < 1 or int(self.n_rollouts) < 1:
-            raise ValueError("need iterations >= 0, pmd_iterations >= 1 and n_rollouts >= 1")
-        if not self.step_size > 0 or not self.pmd_eta > 0 or self.weight_decay < 0:
-            raise ValueError("need step_size > 0, pmd_eta > 0 and weight_decay >= 0")
+        check_positive("iterations", self.iterations, integer=True, allow_zero=True)
+        for name in ("pmd_iterations", "n_rollouts", "n_tuples", "eval_every"):
+            check_positive(name, getattr(self, name), integer=True)
+        for name in ("horizon", "upper_horizon"):     # None picks a horizon from truncation_tol
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name), integer=True)
+        check_positive("step_size", self.step_size)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("truncation_tol", self.truncation_tol)
+        if not (self.pmd_eta > 0):                        # eta = inf is allowed: soft policy iteration
+            raise ValueError(f"pmd_eta must be positive (inf allowed); got {self.pmd_eta!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
         if self.inner_q not in ("sampled", "exact"):
             raise ValueError(f"inner_q must be 'sampled' or 'exact'; got {self.inner_q!r}")
         if self.terms not in ("both", "exploitation", "exploration"):
             raise ValueError(f"terms must be 'both', 'exploitation' or 'exploration'; got {self.terms!r}")
         if self.exploration_pairs not in ("buffer", "fresh"):
             raise ValueError(f"exploration_pairs must be 'buffer' or 'fresh'; got {self.exploration_pairs!r}")
-        if int(self.n_tuples) < 1 or int(self.eval_every) < 1:
-            raise ValueError("need n_tuples >= 1 and eval_every >= 1")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -179,10 +187,12 @@ def _step_direction(est, terms: str):
 
 
 def _check_x0(x0, n):
-    x0 = np.array(x0, dtype=np.float64)
-    if x0.shape != (n,) or not np.all(np.isfinite(x0)):
-        raise ValueError(f"x0 must be a finite array of shape (n,) = ({n},); got shape {x0.shape}")
-    return x0
+    return check_array("x0", x0, (n,))
+
+
+def _outer_step(x, step, cfg, name, k, x0_norm):
+    """Line 4, :math:`x-\\beta(\\text{step}+\\lambda x)`, with the divergence check of the model-based methods."""
+    return descend(x, step + cfg.weight_decay * x, cfg.step_size, name, k, x0_norm, hint="reduce step_size")
 
 
 def sobirl(problem, x0, config: SoBiRLConfig | None = None) -> History:
@@ -205,6 +215,7 @@ def _sobirl_shaping(problem: BilevelProblem, x0, cfg: SoBiRLConfig) -> History:
         raise ValueError("model-free SoBiRL needs an upper level that is an expectation over trajectories; for a "
                          "BilevelProblem that is UpperValue (reward shaping). Use an RLHFSetup for preferences.")
     x = _check_x0(x0, problem.n)
+    x0_norm = float(np.linalg.norm(x))
     rng = np.random.default_rng(cfg.seed)
     env_lower = TabularEnv(problem.mdp(x))   # dynamics only: rewards come from the learner's r_x
     env_upper = TabularEnv(problem.upper.mdp)  # M_u: its rewards are r_u
@@ -232,7 +243,7 @@ def _sobirl_shaping(problem: BilevelProblem, x0, cfg: SoBiRLConfig) -> History:
         h.extra["exploration"].append(est.exploration)
         if cfg.keep_iterates:
             h.xs.append(x.copy())
-        x = x - cfg.step_size * (step + cfg.weight_decay * x)                     # line 4
+        x = _outer_step(x, step, cfg, "SoBiRL", k, x0_norm)                          # line 4
     h.extra["exploitation"] = np.array(h.extra["exploitation"]).reshape(-1, problem.n)
     h.extra["exploration"] = np.array(h.extra["exploration"]).reshape(-1, problem.n)
     h.extra["policy"] = softmax_policy(logits, 1.0)
@@ -286,6 +297,7 @@ class _RLHFLoop:
 
 def _sobirl_rlhf(setup: RLHFSetup, x0, cfg: SoBiRLConfig) -> History:
     x = _check_x0(x0, setup.n)
+    x0_norm = float(np.linalg.norm(x))
     loop = _RLHFLoop(setup, cfg, "SoBiRL")
     mdp, model = setup.mdp, setup.model
     inner = _Inner(TabularEnv(mdp), setup.reward, mdp.gamma, mdp.tau, cfg, loop.rng, exact_mdp_fn=setup.lower_mdp)
@@ -311,7 +323,7 @@ def _sobirl_rlhf(setup: RLHFSetup, x0, cfg: SoBiRLConfig) -> History:
             loop.evaluate(k, x, pi, samples)
         if cfg.keep_iterates:
             h.xs.append(x.copy())
-        x = x - cfg.step_size * (step + cfg.weight_decay * x)                        # line 4
+        x = _outer_step(x, step, cfg, "SoBiRL (RLHF)", k, x0_norm)                   # line 4
     h.extra["exploitation"] = np.array(h.extra["exploitation"]).reshape(-1, setup.n)
     h.extra["exploration"] = np.array(h.extra["exploration"]).reshape(-1, setup.n)
     return loop.finish(x, logits)
