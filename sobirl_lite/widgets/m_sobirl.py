@@ -76,7 +76,8 @@ def small_multiples(problem=None, settings=(), iterations: int = 600, track_ever
         if diverged:
             ax.text(0.5, 0.5, "diverged", ha="center", va="center", transform=ax.transAxes, color="tab:red",
                     fontsize=11)
-            ax.set_yscale("log")
+            ax.set_xticks([])
+            ax.set_yticks([])
             continue
         k, true = h["iteration"], h["true_grad_norm"]
         tracked = ~np.isnan(true)

@@ -22,6 +22,47 @@ from ._figure import FigureView, panel
 DEFAULT_WALLS = ((1, 1), (1, 2), (1, 3), (3, 1), (3, 3))
 
 
+def solve_grid(tau: float, gamma: float, height: int = 5, width: int = 5, walls=DEFAULT_WALLS, goal=None,
+               start=(0, 0), slip: float = 0.1, goal_reward: float = 1.0, step_reward: float = 0.0) -> dict:
+    """What :func:`soft_gridworld_widget` computes for one slider setting: the maze, its soft-optimal solution, the
+    entropy of :math:`\\pi^*` per state, the mask ``free`` of cells that are neither walls nor the goal, and
+    ``mean_entropy`` over them."""
+    mdp = gridworld(height, width, walls=walls, goal=goal, start=start, slip=slip, goal_reward=goal_reward,
+                    step_reward=step_reward, gamma=gamma, tau=tau)
+    sol = solve_soft_mdp(mdp, tol=1e-10)
+    layout = mdp.layout
+    H = entropy(sol.pi)
+    free = np.array([(layout.coords(s) not in layout.walls) and layout.coords(s) != layout.goal
+                     for s in range(mdp.S)])
+    return {"mdp": mdp, "solution": sol, "entropy": H, "free": free, "mean_entropy": float(H[free].mean())}
+
+
+def gridworld_small_multiples(settings, axes=None, **grid):
+    """The widget's left panel (:math:`V^*` and :math:`\\pi^*`) for several ``(tau, gamma)`` settings side by
+    side, for readers of the static page; each comes from :func:`solve_grid` with the keyword arguments ``grid``.
+
+    ``axes``: one per setting (default: a new row). Returns ``(figure, results)``, ``results[i]`` the dict of
+    :func:`solve_grid`.
+    """
+    import matplotlib.pyplot as plt
+
+    settings = list(settings)
+    if not settings:
+        raise ValueError("gridworld_small_multiples needs at least one (tau, gamma) setting")
+    if axes is None:
+        _, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.2), layout="constrained")
+    axes = np.atleast_1d(axes).ravel()
+    if len(axes) != len(settings):
+        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    results = []
+    for ax, (tau, gamma) in zip(axes, settings):
+        res = solve_grid(tau, gamma, **grid)
+        results.append(res)
+        plot_grid_policy(ax, res["mdp"], res["solution"].V, res["solution"].pi,
+                         title=rf"$\tau={tau:.3g}$, $\gamma={gamma:.2f}$")
+    return axes[0].figure, results
+
+
 def soft_gridworld_widget(tau: float = 0.1, gamma: float = 0.9, height: int = 5, width: int = 5,
                           walls=DEFAULT_WALLS, goal=None, start=(0, 0), slip: float = 0.1,
                           goal_reward: float = 1.0, step_reward: float = 0.0):
@@ -41,14 +82,10 @@ def soft_gridworld_widget(tau: float = 0.1, gamma: float = 0.9, height: int = 5,
     state = {}
 
     def update(*_):
-        mdp = gridworld(height, width, walls=walls, goal=goal, start=start, slip=slip, goal_reward=goal_reward,
-                        step_reward=step_reward, gamma=gamma_slider.value, tau=tau_slider.value)
-        sol = solve_soft_mdp(mdp, tol=1e-10)
-        layout = mdp.layout
-        H = entropy(sol.pi)
-        free = np.array([(layout.coords(s) not in layout.walls) and layout.coords(s) != layout.goal
-                         for s in range(mdp.S)])
-        state.update(mdp=mdp, solution=sol, entropy=H, mean_entropy=float(H[free].mean()))
+        res = solve_grid(tau_slider.value, gamma_slider.value, height, width, walls, goal, start, slip,
+                         goal_reward, step_reward)
+        mdp, sol, H, free, layout = res["mdp"], res["solution"], res["entropy"], res["free"], res["mdp"].layout
+        state.update(mdp=mdp, solution=sol, entropy=H, mean_entropy=res["mean_entropy"])
 
         fig = view.clear()
         ax_v, ax_h = fig.subplots(1, 2)
