@@ -45,6 +45,9 @@ class CheckReport(NamedTuple):
     cases: int
     max_abs_diff: float
 
+    def _ipython_display_(self):
+        """Nothing: the check has printed its one line already (a notebook would repeat it as a tuple)."""
+
 
 @dataclass
 class _Case:

@@ -245,26 +245,25 @@ def test_student_exercises_run_under_nbval(student_build, tmp_path):
     proc, html = student_build
     if proc.returncode != 0:
         pytest.skip("the student edition did not build")
-    paths = []
+    # One notebook, one kernel, for all chapters: the exercise cells are self-contained (each check cell imports its
+    # checker), so they need nothing from each other, and a kernel start per chapter would only cost time.
+    cells = [nbformat.v4.new_code_cell(f"import os, sys\nos.chdir({str(REPO / 'book')!r})")]
     for doc in CHAPTERS:
         nb = nbformat.read(STUDENT_DIR / "src" / f"{doc}.ipynb", as_version=4)
         _, exercises = _split_at_exercises(nb.cells)
-        cells = [nbformat.v4.new_code_cell(f"import os, sys\nos.chdir({str(REPO / 'book')!r})")]
-        for cell in exercises:
-            if cell.cell_type != "code":
-                continue
-            cell = nbformat.v4.new_code_cell(cell.source, metadata={"tags": book_support.cell_tags(cell)})
-            cells.append(cell)
-            if "exercise-check" in book_support.cell_tags(cell):
+        code = [cell for cell in exercises if cell.cell_type == "code"]
+        assert code, f"{doc}: no exercise code in the student notebook"
+        for cell in code:
+            tags = sorted(book_support.cell_tags(cell))
+            cells.append(nbformat.v4.new_code_cell(f"# {doc}\n" + cell.source, metadata={"tags": tags}))
+            if "exercise-check" in tags:
                 cells.append(nbformat.v4.new_code_cell(
                     "# added by tests/test_student.py: the check above must have stopped at the stub\n"
                     "assert type(getattr(sys, 'last_value', None)).__name__ == 'NotImplementedError'\n"
                     "sys.last_value = None"))
-        assert len(cells) > 2, f"{doc}: no exercise code in the student notebook"
-        out = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
-        path = tmp_path / (doc.replace("/", "__") + ".ipynb")
-        nbformat.write(out, path)
-        paths.append(str(path))
+    path = tmp_path / "student_exercises.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata), path)
+    paths = [str(path)]
     env = {**os.environ, "SOBIRL_BUDGET": "quick", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     proc = subprocess.run([sys.executable, "-m", "pytest", *paths, "--nbval-lax", "--nbval-current-env",
