@@ -21,8 +21,14 @@ games, **no sampled transition crosses a reset** (checked by ``tests/atari/test_
 """
 from __future__ import annotations
 
+import glob
+import os
+
 import numpy as np
 import torch
+
+FRAME_STORE = "replay_frames.u8"  # the frames of the replay buffer, on disk beside checkpoint.pt
+DELTA_PATTERN = "replay_delta.{tag}.pt"  # frames written since the previous checkpoint
 
 
 class FrameReplayBuffer:
@@ -54,6 +60,8 @@ class FrameReplayBuffer:
         self.valid = torch.zeros((C, E), dtype=torch.bool, device=d)
         self.pos = 0  # slot of the newest frame
         self.count = 0  # slots written so far, capped at C
+        self.has_valid = False  # host-side: some stored transition is valid (so sampling needs no device check)
+        self.unsaved = 0  # slots written since the frames were last saved to disk (they end at pos)
         self.generator = torch.Generator(device=d)
         self.generator.manual_seed(seed)
         self._offsets = torch.arange(self.stack - 1, -1, -1, device=d)  # (stack,): 3, 2, 1, 0
@@ -68,6 +76,7 @@ class FrameReplayBuffer:
         self.ep_step[self.pos] = 0
         self.valid[self.pos] = False
         self.count = max(self.count, 1)
+        self.unsaved = min(self.unsaved + 1, self.C)
 
     def add(self, actions, rewards, dones, next_obs, reset_step) -> None:
         """Record one vector step.
@@ -81,6 +90,7 @@ class FrameReplayBuffer:
                 observation of a new game).
         """
         p, n = self.pos, (self.pos + 1) % self.C
+        self.has_valid = self.has_valid or not bool(np.all(reset_step))  # host arrays: no device sync
         reset_step = self._t(reset_step, torch.bool)
         self.actions[p] = self._t(actions, torch.int64)
         self.rewards[p] = self._t(rewards, torch.float32)
@@ -91,6 +101,7 @@ class FrameReplayBuffer:
         self.valid[n] = False
         self.pos = n
         self.count = min(self.count + 1, self.C)
+        self.unsaved = min(self.unsaved + 1, self.C)
 
     # -- reading --------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -111,24 +122,22 @@ class FrameReplayBuffer:
         return out * keep[:, :, None, None].to(out.dtype)
 
     def sample_slots(self, n: int):
-        """``n`` uniformly drawn stored transitions (with replacement): ``(slots, envs)``, each ``(n,)`` int64."""
-        if self.count < 2:  # (cheap test: len(self) would reduce over the whole buffer on every batch)
+        """``n`` uniformly drawn stored transitions (with replacement): ``(slots, envs)``, each ``(n,)`` int64.
+
+        Uniform over the valid slots of the usable age range, drawn by inverting the cumulative count of valid slots:
+        no rejection loop and no device-to-host transfer, so a GPU run never waits for the device here.
+        """
+        if self.count < 2 or not self.has_valid:  # host-side flags, no reduction over the buffer
             raise RuntimeError("the replay buffer holds no transition yet")
         max_age = self.max_age()
-        slots, envs, have, rounds = [], [], 0, 0
-        while have < n:  # rejection sampling: invalid slots are about one per game, so one round nearly always does
-            rounds += 1
-            if rounds > 1000:
-                raise RuntimeError("the replay buffer holds (almost) no valid transition")
-            m = 2 * (n - have) + 8
-            age = torch.randint(1, max_age + 1, (m,), generator=self.generator, device=self.device)
-            s = (self.pos - age) % self.C
-            e = torch.randint(0, self.E, (m,), generator=self.generator, device=self.device)
-            ok = self.valid[s, e]
-            slots.append(s[ok])
-            envs.append(e[ok])
-            have += int(ok.sum().item())
-        return torch.cat(slots)[:n], torch.cat(envs)[:n]
+        age = (self.pos - torch.arange(self.C, device=self.device)) % self.C  # (C,) steps back from the newest
+        usable = (age >= 1) & (age <= max_age)
+        weights = (self.valid & usable[:, None]).reshape(-1).to(torch.int64)  # (C * E,) slot-major
+        cum = weights.cumsum(0)  # cum[-1] = number of usable valid transitions
+        u = torch.rand(n, generator=self.generator, device=self.device, dtype=torch.float64)
+        k = (u * cum[-1]).to(torch.int64)  # the k-th valid transition, 0-based, k < cum[-1]
+        flat = torch.searchsorted(cum, k, right=True)
+        return flat // self.E, flat % self.E
 
     def sample(self, batch_size: int) -> dict:
         """A SAC batch, all on ``self.device``.
@@ -184,22 +193,102 @@ class FrameReplayBuffer:
                 "rewards": self.rewards[steps, envs[:, None]]}
 
     # -- checkpointing --------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Only the written part (plus the sampling generator), as CPU tensors."""
+    def state_dict(self, frames: bool = True) -> dict:
+        """Only the written part (plus the sampling generator), as CPU tensors.
+
+        ``frames=False`` leaves out the frames (99.6 % of the bytes): the trainer saves those incrementally with
+        :meth:`save_frames`.
+        """
         n = self.count if self.count < self.C else self.C
         take = (lambda x: x[:n].cpu()) if self.count < self.C else (lambda x: x.cpu())
-        return {"C": self.C, "E": self.E, "stack": self.stack, "frame_shape": self.frame_shape, "pos": self.pos,
-                "count": self.count, "frames": take(self.frames), "ep_step": take(self.ep_step),
-                "actions": take(self.actions), "rewards": take(self.rewards), "dones": take(self.dones),
-                "valid": take(self.valid), "generator": self.generator.get_state()}
+        d = {"C": self.C, "E": self.E, "stack": self.stack, "frame_shape": self.frame_shape, "pos": self.pos,
+             "count": self.count, "ep_step": take(self.ep_step),
+             "actions": take(self.actions), "rewards": take(self.rewards), "dones": take(self.dones),
+             "valid": take(self.valid), "generator": self.generator.get_state(), "has_valid": self.has_valid}
+        if frames:
+            d["frames"] = take(self.frames)
+        return d
 
-    def load_state_dict(self, d: dict) -> None:
+    def load_state_dict(self, d: dict, directory: str | None = None, reseed: int | None = None) -> None:
+        """Restore from :meth:`state_dict`; a state without frames reads them from ``directory`` (see
+        :meth:`save_frames`). ``reseed``: seed the sampling generator with it instead of restoring its state (a
+        state saved on another device type cannot be loaded)."""
         if (d["C"], d["E"], d["stack"], tuple(d["frame_shape"])) != (self.C, self.E, self.stack, self.frame_shape):
             raise ValueError(f"replay buffer shape mismatch: checkpoint has C={d['C']}, E={d['E']}, "
                              f"stack={d['stack']}, frames {tuple(d['frame_shape'])}; this run has C={self.C}, "
                              f"E={self.E}, stack={self.stack}, frames {self.frame_shape}")
-        n = d["frames"].shape[0]
-        for name in ("frames", "ep_step", "actions", "rewards", "dones", "valid"):
+        n = d["valid"].shape[0]
+        for name in ("ep_step", "actions", "rewards", "dones", "valid"):
             getattr(self, name)[:n] = d[name].to(self.device)
         self.pos, self.count = int(d["pos"]), int(d["count"])
-        self.generator.set_state(d["generator"])
+        self.has_valid = bool(d.get("has_valid", bool(d["valid"].any())))
+        if reseed is None:
+            self.generator.set_state(d["generator"])
+        else:
+            self.generator.manual_seed(reseed)
+        if "frames" in d:
+            self.frames[:n] = d["frames"].to(self.device)
+        else:
+            if directory is None:
+                raise ValueError("this buffer state keeps its frames on disk: pass the run directory")
+            self._load_frames(directory, d["frames_delta"], n)
+        self.unsaved = 0
+
+    # Incremental saving. The frames live in one raw file, ``replay_frames.u8`` (C x E x H x W bytes, written in place),
+    # and each checkpoint adds a *delta*: the frames of the slots written since the previous one. Crash-safe order:
+    # (1) write the delta, (2) write checkpoint.pt (atomic) naming that delta, (3) copy the delta into the store and
+    # remove older deltas. A crash before (2) leaves the previous checkpoint and a store that matches it; a crash
+    # during (3) is repaired on loading, which applies the named delta again (it is idempotent).
+    def save_frames(self, directory: str, tag: int) -> str:
+        """Write the frames written since the last save to ``directory/replay_delta.<tag>.pt``; returns its name.
+
+        Call :meth:`commit_frames` once the checkpoint that names the delta is safely on disk.
+        """
+        from .checkpoint import atomic_torch_save
+
+        w = self.unsaved
+        slots = (self.pos - torch.arange(w - 1, -1, -1, device=self.device)) % self.C  # oldest first
+        name = DELTA_PATTERN.format(tag=tag)
+        atomic_torch_save({"slots": slots.cpu(), "frames": self.frames[slots].cpu()}, os.path.join(directory, name))
+        return name
+
+    def commit_frames(self, directory: str, delta: str) -> None:
+        """Copy ``delta`` into the frame store and delete the deltas no checkpoint names any more."""
+        path = os.path.join(directory, delta)
+        _apply_delta(self._store(directory, create=True), torch.load(path, map_location="cpu"))
+        for old in glob.glob(os.path.join(directory, DELTA_PATTERN.format(tag="*"))):
+            if os.path.basename(old) != delta:
+                os.remove(old)
+        self.unsaved = 0
+
+    def disk_bytes(self, checkpoint_every: int) -> int:
+        """Disk a run's checkpoints need for this buffer: the frame store plus one delta of ``checkpoint_every``
+        agent steps, plus the small per-slot arrays (25 bytes per slot)."""
+        frame = int(np.prod(self.frame_shape))
+        return self.C * self.E * frame + min(checkpoint_every, self.C * self.E) * frame + self.C * self.E * 25
+
+    def _store(self, directory: str, create: bool = False) -> np.memmap:
+        path = os.path.join(directory, FRAME_STORE)
+        shape = (self.C, self.E, *self.frame_shape)
+        if create and (not os.path.exists(path) or os.path.getsize(path) != int(np.prod(shape))):
+            return np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)  # sparse file: untouched pages cost nothing
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"replay frame store {path} is missing")
+        return np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+
+    def _load_frames(self, directory: str, delta: str, n: int, chunk: int = 50_000) -> None:
+        store = self._store(directory)
+        path = os.path.join(directory, delta)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"replay delta {path} named by the checkpoint is missing")
+        _apply_delta(store, torch.load(path, map_location="cpu"))  # finish an interrupted commit (idempotent)
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            self.frames[lo:hi] = torch.from_numpy(np.array(store[lo:hi])).to(self.device)
+
+
+def _apply_delta(store: np.memmap, delta: dict) -> None:
+    slots = delta["slots"].numpy()
+    if slots.size:
+        store[slots] = delta["frames"].numpy()
+    store.flush()  # msync: the store is on disk before an older delta is deleted

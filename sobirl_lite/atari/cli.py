@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ALGOS, ENV_BACKENDS, LABEL_MODES, Config
+from .config import ALGOS, ENV_BACKENDS, LABEL_MODES, MINATAR_SETTINGS, PRECISIONS, Config
+from .presets import PRESETS
 
 D = Config()  # the defaults shown in --help
 
@@ -65,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "checkpoint.pt into --out.")
     p.add_argument("--algo", required=True, choices=ALGOS,
                    help="sobirl = estimator (78); drlhf = BCE-only reward learning; sac = SAC on the true clipped reward")
-    p.add_argument("--steps", type=int, default=D.total_steps,
-                   help=f"total agent steps (1 step = 4 frames), summed over environments (default {D.total_steps:,}, the paper's budget)")
+    p.add_argument("--env", default=D.env_id,
+                   help=f"environment: {D.env_id} (Atari) or minatar:GAME with GAME in breakout, space_invaders, asterix, "
+                        f"freeway; a MinAtar game brings its own settings (config.MINATAR_SETTINGS) (default {D.env_id})")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"total agent steps (1 Atari step = 4 frames), summed over environments (default: the environment's, "
+                        f"{D.total_steps:,} for Atari, the paper's budget; {MINATAR_SETTINGS['total_steps']:,} for MinAtar)")
     p.add_argument("--seed", type=int, default=D.seed, help=f"random seed of environment, networks and sampling (default {D.seed})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where networks and buffers live; auto = cuda if available, else cpu (default auto)")
@@ -74,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (same settings required; --steps may grow)")
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN/cuBLAS kernels: a GPU run repeats bit for bit, at some cost in speed "
+                        "(default: autotuned kernels, fast but not reproducible on a GPU; CPU runs are reproducible "
+                        "either way)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16 runs the convolutional encoders under bfloat16 autocast (heads, TD targets and losses "
+                        "stay fp32); faster on CPUs and GPUs with bf16 units, off until an A/B check shows it learns "
+                        "the same (default fp32)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="run size: smoke (minutes, learns nothing), cpu (the book's CPU runs, ~1 h on a core), "
+                        "paper (the paper's settings, a GPU run); explicit flags override it (default: paper)")
     g = p.add_argument_group("scaled-down and advanced settings (defaults = the paper's, spec §6.2)")
     for flag, field, typ, text in FLAGS:
         kw = {"type": typ, "default": None, "help": text, "metavar": field.upper()}
@@ -81,12 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
             kw["choices"] = CHOICES[field]
             kw.pop("metavar")
         g.add_argument(flag, dest=field, **kw)
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub, FLAGS, CHOICES)
     return parser
 
 
 def config_from_args(args) -> Config:
-    cfg = Config(algo=args.algo, total_steps=args.steps, seed=args.seed, device=args.device,
-                 progress=not args.no_progress)
+    preset = PRESETS[args.preset] if args.preset else {}
+    if preset and args.env.startswith("minatar:"):
+        raise ValueError(f"--preset {args.preset} describes a BeamRider run; MinAtar games bring their own "
+                         f"settings (drop --preset)")
+    cfg = Config.for_env(args.env, algo=args.algo, seed=args.seed, device=args.device, progress=not args.no_progress,
+                         **preset)
+    if args.steps is not None:
+        cfg.total_steps = args.steps
+    cfg.deterministic = args.deterministic
+    if args.precision is not None:
+        cfg.precision = args.precision
     for _, field, _, _ in FLAGS:
         value = getattr(args, field)
         if value is not None:
@@ -97,9 +125,16 @@ def config_from_args(args) -> Config:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if not argv:  # no command: say what there is instead of an argparse error
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
-    cfg = config_from_args(args)
+    if args.command == "sweep":
+        from .sweep import main_from_args
+
+        return main_from_args(args, FLAGS, argv)
     try:
+        cfg = config_from_args(args)
         cfg.validate()
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the usage line

@@ -19,7 +19,30 @@ LABEL_MODES = ("sampled", "deterministic")
 
 # Fields a resumed run may change: everything else must match the checkpoint exactly, otherwise the resumed run
 # would silently be a different experiment.
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "device", "threads", "progress")
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "device", "threads", "progress", "deterministic")
+PRECISIONS = ("fp32", "bf16")
+
+# What differs per environment, in one place: the settings that replace the BeamRider defaults below when a run's
+# environment is a MinAtar game (``Config.for_env("minatar:breakout")``, ``--env minatar:breakout``). Why:
+MINATAR_SETTINGS = dict(
+    screen_size=10, frame_stack=1,  # 10x10 frames whose "trail" channels show motion: no stacking (Young & Tian)
+    frame_skip=1, noop_max=0,  # no frame skip, and sticky actions (p = 0.1) instead of random no-ops
+    max_episode_frames=10_000,  # truncate a game after 10,000 agent steps (MinAtar itself never stops one)
+    total_steps=30_000,  # the study's budget (two shared CPU cores); SAC leaves random play well before it
+    buffer_size=100_000,  # the whole run fits (a 10x10 frame is 100 bytes)
+    learning_starts=5_000,  # random play first, so that the warm-up pairs and the first batches are diverse
+    update_every=8,  # an update costs ~90% of a step on CPU; every 4 (CleanRL) learns a bit faster per step at 2x cost
+    policy_lr=3e-4, q_lr=3e-4,  # CleanRL's defaults; the paper's 1e-4 belongs to a 4M-step schedule
+    target_update_every=1_000,  # hard target copy every 1000 steps, as DQN on MinAtar (8000 is a quarter of a run)
+    target_entropy_scale=0.5,  # 0.89 log|A| is 98% of the maximum for |A| = 3: the temperature rose, play stayed random
+    inner_steps=1_000,  # N: 30 outer iterations (reward updates) in a 30k-step run
+    segment_length=10,  # random Breakout games last ~11 steps (median 6): a 25-step segment rarely fits in a game
+    initial_pairs=400, warmup_epochs=32,  # rewards are sparse (4% of random Breakout steps): many ties, more pairs
+    pairs_per_iter=10,  # 10 new pairs per iteration, 700 labelled pairs in a 30k-step run
+    pref_buffer_size=1_000,  # FIFO: holds every pair of a run
+    hyper_warmup_steps=10_000,  # (78) joins BCE after a third of the run (the paper: after 1e5 of 4.3M steps)
+    checkpoint_every=5_000,
+)
 
 
 @dataclass
@@ -81,6 +104,8 @@ class Config:
     # --- bookkeeping ------------------------------------------------------------------------------------------
     checkpoint_every: int = 50_000  # agent steps between checkpoints (also written on Ctrl-C)
     progress: bool = True  # tqdm progress bar
+    deterministic: bool = False  # deterministic cuDNN/cuBLAS kernels (GPU runs reproducible, slower); else autotuned
+    precision: str = "fp32"  # "bf16": the conv encoders under bfloat16 autocast (heads, TD targets, losses in fp32)
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a readable message for settings that cannot work together."""
@@ -93,6 +118,7 @@ class Config:
         need(self.algo in ALGOS, f"algo must be one of {ALGOS}, got {self.algo!r}")
         need(self.env_backend in ENV_BACKENDS, f"env_backend must be one of {ENV_BACKENDS}, got {self.env_backend!r}")
         need(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
+        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("total_steps", "num_envs", "buffer_size", "batch_size", "update_every", "target_update_every",
@@ -104,6 +130,15 @@ class Config:
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(0.0 < self.gamma < 1.0, f"gamma must lie in (0, 1), got {self.gamma}")
         need(self.alpha0 > 0.0, f"alpha0 must be positive, got {self.alpha0}")
+        if self.env_id.startswith("minatar:"):
+            from .env import MINATAR_CHANNELS
+
+            game = self.env_id[len("minatar:"):]
+            need(game in MINATAR_CHANNELS, f"unknown MinAtar game {game!r}; choose one of "
+                 f"{', '.join('minatar:' + g for g in MINATAR_CHANNELS)}")
+            need(self.screen_size == 10, f"MinAtar frames are 10x10 but screen_size={self.screen_size}; build the "
+                 f"config with Config.for_env({self.env_id!r}) (the CLI's --env does)")
+            need(self.num_envs == 1, "MinAtar runs one environment (num_envs=1)")
         need(self.num_envs == 1 or self.env_backend == "vector",
              "num_envs > 1 needs --env-backend vector")
         # The replay buffer keeps buffer_size // num_envs frames per environment; a SAC batch and a segment
@@ -120,6 +155,13 @@ class Config:
              f"because segments are cut from the replay buffer's newest inner_steps transitions")
         if problems:
             raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+    @classmethod
+    def for_env(cls, env_id: str, **overrides) -> "Config":
+        """A config for ``env_id`` with its environment's settings (:data:`MINATAR_SETTINGS` for ``minatar:GAME``),
+        then ``overrides`` on top. ``Config.for_env("ALE/BeamRider-v5")`` is the paper's ``Config()``."""
+        base = dict(MINATAR_SETTINGS) if env_id.startswith("minatar:") else {}
+        return cls(**{**base, "env_id": env_id, **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

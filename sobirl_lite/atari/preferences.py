@@ -11,7 +11,8 @@ The pieces of the upper level of Algorithm 3 (spec §6.1 lines 3-4, §6.2 reward
 * :class:`PreferenceBuffer` -- FIFO of the last 3000 labelled pairs, stored as uint8 frames on the device;
 * :class:`RewardLearner` -- one AdamW epoch over the buffer in mini-batches of 64 on the loss of
   :func:`~.estimator.practical_sobirl_loss` (estimator (78) for SoBiRL, BCE for DRLHF);
-* :func:`preference_accuracy` -- how often the reward model orders a pair as the true returns do.
+* :func:`preference_accuracy` / :func:`pair_accuracy` -- how often the reward model orders a pair as the true returns
+  do, on the buffer (training pairs) or on new pairs before it has trained on them (held-out).
 """
 from __future__ import annotations
 
@@ -182,31 +183,44 @@ class RewardLearner:
 
 
 @torch.no_grad()
-def preference_accuracy(net, prefs: PreferenceBuffer, chunk: int = 64, clip: float = 50.0) -> dict:
-    """Accuracy of the reward model (eval mode) on the pairs in ``prefs``.
+def pair_accuracy(net, frames: torch.Tensor, actions: torch.Tensor, true_returns: torch.Tensor,
+                  labels: torch.Tensor, stack: int = 4, chunk: int = 64, clip: float = 50.0) -> dict:
+    """Accuracy of the reward model (eval mode) on labelled pairs.
+
+    Args: ``frames (n, 2, T + stack - 1, H, W)`` uint8, ``actions (n, 2, T)``, ``true_returns (n, 2)``,
+    ``labels (n,)`` (as stored by :class:`PreferenceBuffer` or returned by :func:`sample_segment_pairs`).
 
     * ``pref_acc``: fraction of pairs with unequal true returns that ``r_x`` orders like the clipped true returns
-      (``R_x(tau^1) > R_x(tau^2)`` iff ``G^1 > G^2``); NaN when every pair is a tie;
+      (``R_x(tau^1) > R_x(tau^2)`` iff ``G^1 > G^2``); NaN when every pair is a tie (then only ``label_acc`` says
+      anything);
     * ``label_acc``: agreement of ``sigma(R_x(tau^1) - R_x(tau^2)) > 1/2`` with ``label > 1/2`` over all pairs (what the
-      imitation library logs as "accuracy").
+      imitation library logs as "accuracy"; ties count too, against their sampled labels).
     """
-    if len(prefs) == 0:
+    n = frames.shape[0]
+    if n == 0:
         return {"pref_acc": float("nan"), "label_acc": float("nan")}
     was_training = net.training
     net.eval()
-    T = prefs.length
+    T = actions.shape[-1]
     logits = []
-    for idx in prefs.oldest_first().split(chunk):
-        obs = segment_stacks(prefs.frames[idx], prefs.stack)
-        r = net(obs).view(idx.numel(), 2, T, -1).gather(-1, prefs.actions[idx][..., None]).squeeze(-1)
+    for lo in range(0, n, chunk):
+        f, a = frames[lo:lo + chunk], actions[lo:lo + chunk]
+        obs = segment_stacks(f, stack)
+        r = net(obs).view(f.shape[0], 2, T, -1).gather(-1, a[..., None]).squeeze(-1)
         logits.append(preference_logits(r.sum(-1), clip))
     net.train(was_training)
     z = torch.cat(logits)
-    idx = prefs.oldest_first()
-    g = prefs.true_returns[idx]
-    y = prefs.labels[idx]
+    g, y = true_returns.to(z.device), labels.to(z.device)
     strict = g[:, 0] != g[:, 1]
     agree = (z > 0) == (g[:, 0] > g[:, 1])
     pref_acc = agree[strict].float().mean().item() if strict.any() else float("nan")
     label_acc = ((z > 0) == (y > 0.5)).float().mean().item()
     return {"pref_acc": pref_acc, "label_acc": label_acc}
+
+
+@torch.no_grad()
+def preference_accuracy(net, prefs: PreferenceBuffer, chunk: int = 64, clip: float = 50.0) -> dict:
+    """:func:`pair_accuracy` of the reward model on every pair held by ``prefs`` (the training pairs)."""
+    idx = prefs.oldest_first()
+    return pair_accuracy(net, prefs.frames[idx], prefs.actions[idx], prefs.true_returns[idx], prefs.labels[idx],
+                         prefs.stack, chunk, clip)

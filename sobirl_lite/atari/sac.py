@@ -40,13 +40,23 @@ class _EncoderHead(nn.Module):
     """The environment's encoder (:func:`~.networks.make_encoder`: Nature CNN on Atari, conv 16@3x3 -> FC 128 on
     MinAtar) and a linear head: ``(B, stack, H, W)`` uint8 -> ``(B, |A|)``."""
 
-    def __init__(self, n_actions: int, in_frames: int = 4, env_id: str = "ALE/BeamRider-v5"):
+    def __init__(self, n_actions: int, in_frames: int = 4, env_id: str = "ALE/BeamRider-v5",
+                 bf16: bool = False):
         super().__init__()
         self.encoder, self.transform, width = make_encoder(env_id, in_frames)
         self.head = _kaiming(nn.Linear(width, n_actions))
+        self.bf16 = bf16  # the encoder under bfloat16 autocast; the head stays fp32
+        self.channels_last = False  # set by DiscreteSAC when it stores the weights channels_last
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(self.transform(obs)))
+        """``obs``: uint8 frames, or the float input :meth:`transform` already made of them (so that a batch read
+        by several networks is converted once)."""
+        x = obs if obs.is_floating_point() else self.transform(obs)
+        if self.channels_last and x.dim() == 4:  # NHWC input for NHWC conv weights
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            h = self.encoder(x)
+        return self.head(h.float())
 
 
 class SoftQNetwork(_EncoderHead):
@@ -70,23 +80,35 @@ class DiscreteSAC:
         cfg: a :class:`~.config.Config` (uses ``gamma, policy_lr, q_lr, adam_eps, alpha0, autotune,
             target_entropy_scale, lr_anneal_steps``).
         device: torch device of the networks.
+        channels_last, fused: speed options that leave the algorithm unchanged (NHWC convolutions; one fused Adam
+            kernel); ``benchmarks/atari.py`` measures each against the plain version.
     """
 
-    def __init__(self, n_actions: int, cfg, device="cpu", in_frames: int = 4):
+    def __init__(self, n_actions: int, cfg, device="cpu", in_frames: int = 4, channels_last: bool = True,
+                 fused: bool = True):
         self.cfg, self.device, self.n_actions = cfg, torch.device(device), n_actions
         d = self.device
-        net = dict(n_actions=n_actions, in_frames=in_frames, env_id=cfg.env_id)  # the encoder follows the env
-        self.actor = Actor(**net).to(d)
-        self.qf1, self.qf2 = SoftQNetwork(**net).to(d), SoftQNetwork(**net).to(d)
-        self.qf1_target, self.qf2_target = SoftQNetwork(**net).to(d), SoftQNetwork(**net).to(d)
+        net = dict(n_actions=n_actions, in_frames=in_frames, env_id=cfg.env_id,  # the encoder follows the env
+                   bf16=getattr(cfg, "precision", "fp32") == "bf16")
+        # channels_last: NHWC weights and activations, the layout oneDNN's (CPU) and cuDNN's fast conv kernels use
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.actor = Actor(**net).to(d, memory_format=fmt)
+        self.qf1, self.qf2 = SoftQNetwork(**net).to(d, memory_format=fmt), SoftQNetwork(**net).to(d, memory_format=fmt)
+        self.qf1_target = SoftQNetwork(**net).to(d, memory_format=fmt)
+        self.qf2_target = SoftQNetwork(**net).to(d, memory_format=fmt)
+        for m in (self.actor, self.qf1, self.qf2, self.qf1_target, self.qf2_target):
+            m.channels_last = channels_last
         self.update_targets()
         for p in list(self.qf1_target.parameters()) + list(self.qf2_target.parameters()):
             p.requires_grad_(False)
         self.log_alpha = torch.full((), math.log(cfg.alpha0), device=d, requires_grad=cfg.autotune)
         self.target_entropy = cfg.target_entropy_scale * math.log(n_actions)  # 0.89 * log|A|
+        # fused=True: one kernel for all parameters' Adam updates instead of a loop over them (same update rule)
+        fused = fused or None
         self.q_optimizer = torch.optim.Adam(list(self.qf1.parameters()) + list(self.qf2.parameters()),
-                                            lr=cfg.q_lr, eps=cfg.adam_eps)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr, eps=cfg.adam_eps)
+                                            lr=cfg.q_lr, eps=cfg.adam_eps, fused=fused)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr, eps=cfg.adam_eps,
+                                                fused=fused)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr, eps=cfg.adam_eps)
 
     @property
@@ -129,8 +151,9 @@ class DiscreteSAC:
         ``rewards (B,)`` are the rewards to learn from (already clipped/clamped by the caller).
         Returns a ``(5,)`` tensor on the device with the statistics named in :data:`SAC_STATS`.
         """
-        obs, actions = batch["obs"], batch["actions"]
-        y = self.td_target(rewards, batch["next_obs"], batch["dones"])
+        # each uint8 batch becomes float once, then feeds all the networks that read it
+        obs, actions = self.actor.transform(batch["obs"]), batch["actions"]
+        y = self.td_target(rewards, self.actor.transform(batch["next_obs"]), batch["dones"])
         q1 = self.qf1(obs).gather(1, actions[:, None]).squeeze(1)
         q2 = self.qf2(obs).gather(1, actions[:, None]).squeeze(1)
         qf_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)

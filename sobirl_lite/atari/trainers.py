@@ -26,6 +26,7 @@ Checkpoints every ``checkpoint_every`` steps and on Ctrl-C; :meth:`Trainer.train
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -43,14 +44,20 @@ from .checkpoint import (CHECKPOINT_NAME, FORMAT, CheckpointError, atomic_torch_
 from .config import Config
 from .env import EpisodeTracker, clip_reward, make_env
 from .estimator import sobirl_coefficient
-from .preferences import (PreferenceBuffer, RewardLearner, new_pairs_schedule, preference_accuracy,
+from .preferences import (PreferenceBuffer, RewardLearner, new_pairs_schedule, pair_accuracy, preference_accuracy,
                           sample_segment_pairs, synthetic_labels)
-from .reward_net import RewardNet
+from .networks import make_reward_net
+from .presets import estimate_cpu_seconds, format_duration
 from .sac import SAC_STATS, DiscreteSAC
 
 CSV_FIELDS = ("kind", "global_step", "iteration", "episode_return", "episode_length", "pref_acc", "label_acc",
               "reward_loss", "bce", "hyper", "surrogate", "coef", "n_pairs", "updates", *SAC_STATS, "alpha",
-              "lr_frac", "sps", "wall_s")
+              "lr_frac", "sps", "wall_s", "heldout_pref_acc", "heldout_label_acc", "heldout_pairs",
+              "r_mean", "r_std", "r_clamped")
+# r_mean, r_std, r_clamped: the learned reward r_x(s, a) on the SAC batches of the iteration, before the clamp (mean
+# over updates of the batch mean, of the batch std, and of the fraction of |r| >= reward_clamp).
+# heldout_*: accuracy of the reward model on the iteration's new pairs *before* it trains on them.
+R_STATS = ("r_mean", "r_std", "r_clamped")
 CSV_NAME = "progress.csv"
 CONFIG_NAME = "config.json"
 
@@ -62,6 +69,24 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
     return torch.device(name)
+
+
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """cuDNN: autotuned kernels (``benchmark``) by default, which makes GPU runs fast but not bit-reproducible;
+    ``deterministic=True`` asks for deterministic kernels instead (slower on a GPU; a CPU run is deterministic
+    either way)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (read at its first use)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def device_reseed(seed: int, step: int, stream: int) -> int:
+    """A seed for device generator ``stream`` when a run resumes on another device type, fixed by (seed, step)."""
+    return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
 
 
 def hardware_summary(device: torch.device) -> dict:
@@ -104,6 +129,7 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        configure_backends(self.device, cfg.deterministic)
         torch.manual_seed(cfg.seed)  # network initialisation (a resume overwrites the weights anyway)
         np.random.seed(cfg.seed)
         self._build()
@@ -126,7 +152,7 @@ class Trainer:
         self.tracker = EpisodeTracker(E)
         self.learn_reward = cfg.algo in ("sobirl", "drlhf")
         if self.learn_reward:
-            self.reward_net = RewardNet(self.n_actions, cfg.frame_stack, cfg.screen_size).to(d)
+            self.reward_net = make_reward_net(cfg, self.n_actions).to(d)  # Atari or MinAtar shape
             self.reward_learner = RewardLearner(self.reward_net, cfg)
             self.prefs = PreferenceBuffer(cfg.pref_buffer_size, cfg.segment_length, frame_shape, cfg.frame_stack, d)
         self.np_rng = np.random.default_rng(cfg.seed)  # random actions before learning starts
@@ -143,26 +169,43 @@ class Trainer:
         self.phase_wall = 0.0  # seconds spent in the current SAC phase
         self.wall_offset = 0.0  # seconds of earlier sessions of this run
         self.sac_sums = torch.zeros(len(SAC_STATS), device=self.device)
+        self.r_sums = torch.zeros(len(R_STATS), device=self.device)
+        self.pref_progress = None  # a preference phase stopped between reward epochs (see _preference_phase)
         self.phase_updates = 0
         self.lr_frac = 1.0
         self.last_pref = {"pref_acc": float("nan"), "label_acc": float("nan")}
         self.obs, _ = self.env.reset(seed=cfg.seed)
         self.buffer.start(self.obs)
+        for stale in glob.glob(os.path.join(self.out_dir, "replay_*")):  # frames of an abandoned earlier attempt
+            os.remove(stale)
         self._write_config(fresh=True)
 
     def _restore(self, s: dict) -> None:
         self.global_step, self.iteration, self.phase_steps = s["global_step"], s["iteration"], s["phase_steps"]
         self.phase_wall, self.wall_offset = s["phase_wall"], s["wall_s"]
         self.sac_sums = s["sac_sums"].to(self.device)
+        self.r_sums = s.get("r_sums", torch.zeros(len(R_STATS))).to(self.device)
+        self.pref_progress = s.get("pref_progress")
         self.phase_updates, self.lr_frac, self.last_pref = s["phase_updates"], s["lr_frac"], s["last_pref"]
         self.agent.load_state_dict(s["agent"])
-        self.buffer.load_state_dict(s["buffer"])
+        # Generator states of one device type cannot be loaded into another's: after a move between CPU and GPU
+        # the device generators (action sampling, replay sampling) are re-seeded from (seed, step) instead.
+        saved_type = s.get("device_type", self.device.type)
+        moved = saved_type != self.device.type
+        self.buffer.load_state_dict(s["buffer"], directory=self.out_dir,
+                                    reseed=device_reseed(self.cfg.seed, self.global_step, 3) if moved else None)
         if self.learn_reward:
             self.reward_net.load_state_dict(s["reward_net"])
             self.reward_learner.optimizer.load_state_dict(s["reward_optimizer"])
             self.prefs.load_state_dict(s["prefs"])
         self.np_rng.bit_generator.state = s["np_rng"]
-        self.act_gen.set_state(s["act_gen"])
+        if moved:
+            self.act_gen.manual_seed(device_reseed(self.cfg.seed, self.global_step, 1))
+            print(f"note: the checkpoint was written on {saved_type}, this run uses {self.device.type}: the device "
+                  f"random generators were re-seeded from (seed, step), so the run continues correctly but not "
+                  f"bit-for-bit as it would have on {saved_type}", file=sys.stderr, flush=True)
+        else:
+            self.act_gen.set_state(s["act_gen"])
         self.pref_gen.set_state(s["pref_gen"])
         set_rng_state(s["rng"])
         self.env.reset(seed=self.cfg.seed)
@@ -200,7 +243,11 @@ class Trainer:
                 f.truncate(truncate_to)
         new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
         self.csv_file = open(self.csv_path, "a", newline="")
-        self.csv = csv.DictWriter(self.csv_file, fieldnames=CSV_FIELDS)
+        fields = CSV_FIELDS
+        if not new:  # a log begun by an older version keeps its columns (newer ones are left out, not misaligned)
+            with open(self.csv_path, newline="") as f:
+                fields = next(csv.reader(f))
+        self.csv = csv.DictWriter(self.csv_file, fieldnames=fields, extrasaction="ignore")
         if new:
             self.csv.writeheader()
             self.csv_file.flush()
@@ -233,7 +280,11 @@ class Trainer:
         """The rewards SAC learns from: clipped true rewards, or ``r_x(s, a)`` clamped to [-1, 1]."""
         if not self.learn_reward:
             return batch["rewards"]
-        return self.reward_net.reward(batch["obs"], batch["actions"], clamp=self.cfg.reward_clamp)
+        r = self.reward_net.reward(batch["obs"], batch["actions"], clamp=None)
+        c = self.cfg.reward_clamp
+        # on the device, summed per iteration: no host sync per update
+        self.r_sums += torch.stack([r.mean(), r.std(), (r.abs() >= c).float().mean()])
+        return r.clamp(-c, c)
 
     def _env_step(self) -> None:
         cfg, E = self.cfg, self.env.num_envs
@@ -263,38 +314,75 @@ class Trainer:
                 self.agent.update_targets()
 
     # -- one preference phase -----------------------------------------------------------------------------------
-    def _preference_phase(self) -> dict:
+    def _preference_phase(self, bar=None) -> dict | None:
+        """Lines 3-4 of Algorithm 3. Returns the iteration's statistics, or ``None`` when Ctrl-C stopped it between
+        two reward epochs (``self.pref_progress`` then records how far it got; a checkpoint resumes from there)."""
         cfg = self.cfg
-        n_new = new_pairs_schedule(self.iteration, cfg.total_pairs, cfg.initial_pairs, cfg.schedule_iterations,
-                                   cfg.pairs_per_iter)
-        window = cfg.inner_steps // self.env.num_envs  # this phase's rollouts: pi_k's segments only
-        pairs = sample_segment_pairs(self.buffer, n_new, cfg.segment_length, window, self.pref_gen)
-        if pairs is not None:
-            labels = synthetic_labels(pairs["true_returns"], cfg.label_mode, cfg.label_temperature,
-                                      cfg.return_diff_clip, self.pref_gen)
-            self.prefs.push(pairs["frames"], pairs["actions"], pairs["true_returns"], labels)
-        coef = 0.0
-        if cfg.algo == "sobirl":
-            coef = sobirl_coefficient(self.global_step, self.agent.alpha, cfg.hyper_warmup_steps)
+        if self.pref_progress is None:  # this iteration's new pairs, gathered once (also across a resume)
+            n_new = new_pairs_schedule(self.iteration, cfg.total_pairs, cfg.initial_pairs, cfg.schedule_iterations,
+                                       cfg.pairs_per_iter)
+            window = cfg.inner_steps // self.env.num_envs  # this phase's rollouts: pi_k's segments only
+            pairs = sample_segment_pairs(self.buffer, n_new, cfg.segment_length, window, self.pref_gen)
+            heldout = {"heldout_pref_acc": float("nan"), "heldout_label_acc": float("nan"), "heldout_pairs": 0}
+            if pairs is not None:
+                labels = synthetic_labels(pairs["true_returns"], cfg.label_mode, cfg.label_temperature,
+                                          cfg.return_diff_clip, self.pref_gen)
+                # held-out accuracy: the reward model has not trained on these pairs yet
+                acc = pair_accuracy(self.reward_net, pairs["frames"], pairs["actions"], pairs["true_returns"],
+                                    labels, self.buffer.stack, clip=cfg.return_diff_clip)
+                heldout = {"heldout_pref_acc": acc["pref_acc"], "heldout_label_acc": acc["label_acc"],
+                           "heldout_pairs": int(labels.numel())}
+                self.prefs.push(pairs["frames"], pairs["actions"], pairs["true_returns"], labels)
+            coef = 0.0
+            if cfg.algo == "sobirl":
+                coef = sobirl_coefficient(self.global_step, self.agent.alpha, cfg.hyper_warmup_steps)
+            self.pref_progress = {"epochs_done": 0, "coef": coef, "heldout": heldout, "stats": None}
+        progress = self.pref_progress
         epochs = cfg.warmup_epochs if self.iteration == 0 else cfg.reward_epochs
-        stats = {"reward_loss": float("nan"), "bce": float("nan"), "hyper": float("nan"), "surrogate": float("nan")}
+        if len(self.prefs) == 0:
+            epochs = 0
+        stats = progress["stats"] or {"reward_loss": float("nan"), "bce": float("nan"), "hyper": float("nan"),
+                                      "surrogate": float("nan")}
+        while progress["epochs_done"] < epochs:
+            if self.stop_requested:
+                print(f"stopping between reward epochs ({progress['epochs_done']}/{epochs} done); the checkpoint "
+                      f"resumes the reward training from there", file=sys.stderr, flush=True)
+                return None
+            t0 = time.perf_counter()
+            stats = self.reward_learner.epoch(self.prefs, self.agent.actor, progress["coef"], self.pref_gen)
+            progress["epochs_done"] += 1
+            progress["stats"] = stats
+            if epochs > 1:  # the warm-up: hours at the paper's settings on a CPU, so say where it is
+                done, left = progress["epochs_done"], epochs - progress["epochs_done"]
+                dt = time.perf_counter() - t0
+                line = (f"reward warm-up epoch {done}/{epochs}: bce {stats['bce']:.4f}, {dt:.1f} s/epoch, "
+                        f"about {format_duration(left * dt)} left ({len(self.prefs)} pairs)")
+                if bar is not None:
+                    bar.write(line)
+                else:
+                    print(line, file=sys.stderr, flush=True)
         if len(self.prefs) > 0:
-            for _ in range(epochs):
-                stats = self.reward_learner.epoch(self.prefs, self.agent.actor, coef, self.pref_gen)
             self.last_pref = preference_accuracy(self.reward_net, self.prefs, clip=cfg.return_diff_clip)
-        return {**stats, **self.last_pref, "coef": coef, "n_pairs": len(self.prefs)}
+        self.pref_progress = None
+        return {**stats, **self.last_pref, **progress["heldout"], "coef": progress["coef"],
+                "n_pairs": len(self.prefs)}
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Atomic checkpoint. The replay frames go to disk incrementally (only the slots written since the previous
+        checkpoint; see :meth:`~.buffer.FrameReplayBuffer.save_frames`), the rest into ``checkpoint.pt``."""
         self.csv_file.flush()
         os.fsync(self.csv_file.fileno())
+        delta = self.buffer.save_frames(self.out_dir, tag=self.global_step)
         state = {
             "format": FORMAT, "config": self.cfg.to_dict(), "algo": self.cfg.algo,
             "global_step": self.global_step, "iteration": self.iteration, "phase_steps": self.phase_steps,
             "phase_wall": self.phase_wall + (time.perf_counter() - self.phase_start),
             "wall_s": self._wall(), "sac_sums": self.sac_sums.cpu(), "phase_updates": self.phase_updates,
+            "r_sums": self.r_sums.cpu(), "pref_progress": self.pref_progress,
             "lr_frac": self.lr_frac, "last_pref": self.last_pref,
-            "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
+            "agent": self.agent.state_dict(), "device_type": self.device.type,
+            "buffer": self.buffer.state_dict(frames=False) | {"frames_delta": delta},
             "np_rng": self.np_rng.bit_generator.state, "act_gen": self.act_gen.get_state(),
             "pref_gen": self.pref_gen.get_state(), "rng": rng_state(),
             "env_state": self.env.get_state(), "obs": self.obs, "tracker": self.tracker.state_dict(),
@@ -305,7 +393,24 @@ class Trainer:
                       "reward_optimizer": self.reward_learner.optimizer.state_dict(),
                       "prefs": self.prefs.state_dict()}
         atomic_torch_save(state, self.ckpt_path)
+        self.buffer.commit_frames(self.out_dir, delta)
         self.last_ckpt_step = self.global_step
+
+    def _announce(self) -> None:
+        """Before a run: a rough wall time on a CPU, with a warning when it is hours (paper defaults: days)."""
+        need = self.buffer.disk_bytes(self.cfg.checkpoint_every)
+        print(f"checkpoints in {self.out_dir} need about {need / 1e9:.2f} GB of disk (replay frames written "
+              f"incrementally, every {self.cfg.checkpoint_every:,} steps)", file=sys.stderr, flush=True)
+        if self.device.type != "cpu" or self.global_step >= self.cfg.total_steps:
+            return
+        left = estimate_cpu_seconds(self.cfg) * (1.0 - self.global_step / self.cfg.total_steps)
+        print(f"{self.cfg.algo}: {self.cfg.total_steps - self.global_step:,} agent steps to go on the CPU; rough "
+              f"estimate {format_duration(left)} on one core", file=sys.stderr, flush=True)
+        if left > 2 * 3600:
+            print(f"warning: this is a multi-hour CPU run ({format_duration(left)}). For a first look use "
+                  f"--preset smoke (minutes) or --preset cpu (about an hour); the paper's settings want a GPU "
+                  f"(--device cuda). Ctrl-C stops with a checkpoint; --resume continues.",
+                  file=sys.stderr, flush=True)
 
     # -- the outer loop -----------------------------------------------------------------------------------------
     def train(self) -> str:
@@ -322,6 +427,7 @@ class Trainer:
             self.stop_requested = True
 
         signal.signal(signal.SIGINT, on_sigint)
+        self._announce()
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -339,25 +445,31 @@ class Trainer:
                         bar.update(self.global_step - before)
                         if self.global_step % 500 < self.env.num_envs:
                             bar.set_postfix(ret=self.last_return, alpha=round(self.agent.alpha, 4),
-                                            acc=self.last_pref.get("pref_acc"), refresh=False)
+                                            acc=_fmt_acc(self.last_pref.get("pref_acc")),
+                                            label_acc=_fmt_acc(self.last_pref.get("label_acc")), refresh=False)
                     if self.global_step // cfg.checkpoint_every > self.last_ckpt_step // cfg.checkpoint_every:
                         self.save_checkpoint()
                 if self.phase_steps < cfg.inner_steps:
                     break  # stopped or out of budget mid-phase; the checkpoint below resumes it
                 phase_seconds = self.phase_wall + (time.perf_counter() - self.phase_start)
                 # (lines 3-4) new labelled pairs from pi_k's rollouts and one reward epoch
-                pref = self._preference_phase() if self.learn_reward else {}
+                pref = self._preference_phase(bar) if self.learn_reward else {}
+                if pref is None:
+                    break  # Ctrl-C between reward epochs; the checkpoint below resumes inside the phase
                 sac = (self.sac_sums / max(self.phase_updates, 1)).tolist()
                 row = {"kind": "iteration", "global_step": self.global_step, "iteration": self.iteration,
                        "updates": self.phase_updates, "alpha": self.agent.alpha, "lr_frac": self.lr_frac,
                        "sps": round(self.phase_steps / max(phase_seconds, 1e-9), 2), "wall_s": round(self._wall(), 3)}
                 if self.phase_updates > 0:
                     row |= dict(zip(SAC_STATS, sac))
+                    if self.learn_reward:
+                        row |= dict(zip(R_STATS, (self.r_sums / self.phase_updates).tolist()))
                 row |= pref
                 self._log(row)
                 self.iteration += 1
                 self.phase_steps, self.phase_wall, self.phase_updates = 0, 0.0, 0
                 self.sac_sums.zero_()
+                self.r_sums.zero_()
                 self.phase_start = time.perf_counter()
             self.save_checkpoint()
         finally:
@@ -371,6 +483,13 @@ class Trainer:
         if self.tb is not None:
             self.tb.close()
         self.env.close()
+
+
+def _fmt_acc(x) -> str:
+    """Accuracy for the progress bar: "ties" when every pair is a tie (NaN), "-" before the first measurement."""
+    if x is None:
+        return "-"
+    return "ties" if math.isnan(x) else f"{x:.2f}"
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, command: list[str] | None = None) -> str:

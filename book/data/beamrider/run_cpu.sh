@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # The CPU runs whose logs are committed beside this script (book/data/beamrider/<algo>_cpu_seed1/).
-# One run after another, each on one low-priority CPU thread, on a 2-core machine shared with other jobs.
-# Each run is capped at ~32 minutes: `timeout -s INT` sends Ctrl-C, the trainer checkpoints and exits 130 (a run
-# cut short that way is marked in its README). Continue any of them with the same command plus --resume.
+# The three algorithms run side by side, one process and one torch thread each, at low priority (nice 5) on a
+# 2-core machine shared with other jobs. Settings: `--preset cpu` (sobirl_lite/atari/presets.py): 20,000 agent steps,
+# a 64-pair reward warm-up of 64 epochs (enough to take the reward model above chance), everything else scaled down
+# as listed there. Resumable: run the script again and each unfinished run continues from its checkpoint.
+#   TIMEOUT=3600 book/data/beamrider/run_cpu.sh     # stop each run (Ctrl-C, checkpoint) after an hour
 set -u
 cd "$(dirname "$0")/../../.."
 ALGOS=${ALGOS:-"sobirl drlhf sac"}
-COMMON="--steps 30000 --seed 1 --device cpu --threads 1 --no-progress \
-  --learning-starts 2000 --inner-steps 1000 --buffer-size 30000 --target-update-every 1000 \
-  --initial-pairs 64 --warmup-epochs 8 --pairs-per-iter 6 --pref-buffer-size 128 --hyper-warmup-steps 3000 \
-  --checkpoint-every 2000"
+SEED=${SEED:-1}
+TIMEOUT=${TIMEOUT:-0}
+STEPS=${STEPS:-20000}
+PY=${PY:-.venv/bin/python}
+mkdir -p runs/cpu
 for algo in $ALGOS; do
-  out=runs/cpu/${algo}_cpu_seed1
-  cmd="python -m sobirl_lite.atari train --algo $algo $COMMON --out $out"
-  echo "$cmd"
-  start=$(date +%s)
-  OMP_NUM_THREADS=1 timeout -s INT 1920 nice -n 19 $cmd
-  echo "$algo exit $? after $(( $(date +%s) - start )) s"
+  out=runs/cpu/${algo}_cpu_seed${SEED}
+  resume=""
+  [ -f "$out/checkpoint.pt" ] && resume="--resume"
+  cmd="-m sobirl_lite.atari train --algo $algo --preset cpu --steps $STEPS --seed $SEED --device cpu --threads 1 --no-progress --out $out $resume"
+  echo "python $cmd"
+  (
+    start=$(date +%s)
+    OMP_NUM_THREADS=1 timeout -s INT "$TIMEOUT" nice -n 5 $PY $cmd
+    echo "$algo exit $? after $(( $(date +%s) - start )) s"
+  ) > "runs/cpu/${algo}_cpu_seed${SEED}.log" 2>&1 &
 done
+wait
