@@ -91,6 +91,9 @@ def test_setup_cell_is_short_and_picks_the_quick_budget():
         setup = nb.cells[1].source
         assert nb.cells[1].cell_type == "code" and 'os.environ["SOBIRL_BUDGET"] = "quick"' in setup
         assert ll.WHEEL_SITE_PATH in setup
+        chapter_code = "\n".join(c.source for c in nb.cells[2:] if c.cell_type == "code")
+        if re.search(r"""os\.path\.join\(["']data["']|["']data/""", chapter_code):
+            assert "DATA = [" in setup, f"{doc} reads committed data but its set-up cell fetches none"
         too_long = [line for line in setup.splitlines() if len(line) > 88]
         assert not too_long, too_long
         compile(setup, f"{doc} set-up cell", "exec")
@@ -133,6 +136,9 @@ def test_every_notebook_page_offers_a_runnable_notebook(html):
         assert target.resolve().is_file(), f"{doc}: the download points at a missing file {match.group(1)}"
         nb = json.loads(target.read_text())
         assert nb["cells"][1]["cell_type"] == "code" and not any(c.get("outputs") for c in nb["cells"])
+        # the committed results a chapter reads are served where its set-up cell fetches them
+        for name in ll.chapter_data(ll.runnable_notebook(book_support.page_source(doc))):
+            assert (html / ll.NOTEBOOK_DIR / name).is_file(), f"{doc}: {name} is not served with the site"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -106,6 +107,26 @@ def build_wheel(dest: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 # The downloadable notebook
 IMPORT_LINE = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+# A chapter reads committed results from book/data/<folder> (e.g. os.path.join("data", "beamrider")); those small
+# files are served next to the notebooks and fetched by the set-up cell. Checkpoints and lock files are not.
+DATA_DIR = REPO_ROOT / "book" / "data"
+DATA_REFERENCE = re.compile(r"""["']data["']\s*,\s*["'](\w+)["']|["']data/(\w+)""")
+DATA_SUFFIXES = (".csv", ".json", ".md", ".sh", ".txt")
+DATA_MAX_BYTES = 1 << 20
+
+
+def chapter_data(nb) -> list[str]:
+    """Paths (relative to the chapter's folder, e.g. ``data/beamrider/x.csv``) of the data files it reads."""
+    folders = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            folders.update(a or b for a, b in DATA_REFERENCE.findall(cell.source))
+    files = []
+    for folder in sorted(folders):
+        for path in sorted((DATA_DIR / folder).rglob("*")):
+            if path.is_file() and path.suffix in DATA_SUFFIXES and path.stat().st_size <= DATA_MAX_BYTES:
+                files.append(path.relative_to(DATA_DIR.parent).as_posix())
+    return files
 
 
 def chapter_modules(nb) -> list[str]:
@@ -122,11 +143,25 @@ def chapter_modules(nb) -> list[str]:
     return modules
 
 
-def setup_source(modules: list[str], site: str = "") -> str:
+def setup_source(modules: list[str], site: str = "", data: list[str] = ()) -> str:
     """The first cell of a downloadable notebook (lines <= 88 columns)."""
     pinned = pins()
     needs = {m: pinned.get(MODULE_DISTRIBUTIONS[m], MODULE_DISTRIBUTIONS[m]) for m in modules}
     needs_lines = "".join(f"    {json.dumps(m)}: {json.dumps(req)},\n" for m, req in needs.items())
+    fetch_data = ""
+    if data:
+        data_lines = "".join(f"    {json.dumps(name)},\n" for name in data)
+        fetch_data = f'''
+DATA = [  # results committed with the book that this chapter reads
+{data_lines}]
+if not SITE and not all(os.path.exists(name) for name in DATA):
+    raise RuntimeError("SITE is empty: set it to the book's address to fetch DATA")
+for name in DATA:
+    if not os.path.exists(name):
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        url = SITE.rstrip("/") + "/{NOTEBOOK_DIR}/" + name
+        urllib.request.urlretrieve(url, name)
+'''
     return f'''\
 # Run this cell first. Outside the book's repository (Colab, a fresh Jupyter) it
 # installs sobirl_lite from the wheel published with the book and any library
@@ -137,6 +172,7 @@ import os
 import subprocess
 import sys
 import types
+import urllib.request
 
 import IPython.display
 
@@ -151,10 +187,10 @@ def pip_install(*args):
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *args])
 
 
+if not SITE and importlib.util.find_spec("sobirl_lite") is None:
+    raise RuntimeError("SITE is empty: download this notebook with the book's "
+                       "download button, or set SITE to the book's address")
 if importlib.util.find_spec("sobirl_lite") is None:
-    if not SITE:
-        raise RuntimeError("SITE is empty: download this notebook with the book's "
-                           "download button, or set SITE to the book's address")
     # without its pins: the libraries are handled below
     pip_install("--no-deps", SITE.rstrip("/") + "/" + WHEEL)
 missing = [m for m in NEEDS if importlib.util.find_spec(m) is None]
@@ -167,7 +203,7 @@ if importlib.util.find_spec("myst_nb") is None:
     myst_nb = types.ModuleType("myst_nb")
     myst_nb.glue = lambda name, obj, display=True: IPython.display.display(obj)
     sys.modules["myst_nb"] = myst_nb
-'''
+{fetch_data}'''
 
 
 def runnable_notebook(source: Path, site: str = ""):
@@ -181,7 +217,7 @@ def runnable_notebook(source: Path, site: str = ""):
         "outside the book's repository and picks the quick budget; run it before the others. Directives such as "
         "`{glue:figure}` are the book's own markup: the figures they place appear in this notebook below the cells "
         "that compute them.")
-    setup = nbformat.v4.new_code_cell(setup_source(chapter_modules(nb), site))
+    setup = nbformat.v4.new_code_cell(setup_source(chapter_modules(nb), site, chapter_data(nb)))
     setup.metadata["tags"] = ["sobirl-setup"]
     nb.cells[:0] = [intro, setup]
     nb.metadata.pop("jupytext", None)
@@ -243,7 +279,12 @@ def _add_download(app, pagename, templatename, context, doctree) -> None:
     site = (app.config.html_baseurl or "").strip()
     out = Path(app.outdir) / NOTEBOOK_DIR / f"{pagename}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(runnable_notebook(source, site), out)
+    nb = runnable_notebook(source, site)
+    nbformat.write(nb, out)
+    for name in chapter_data(nb):  # served next to the notebooks, where the set-up cell fetches them
+        target = Path(app.outdir) / NOTEBOOK_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(DATA_DIR.parent / name, target)
     button = {
         "type": "link",
         "url": context["pathto"](f"{NOTEBOOK_DIR}/{pagename}.ipynb", 1),
