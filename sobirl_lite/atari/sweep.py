@@ -7,7 +7,8 @@ read such a folder and group its runs by ``config.json``.
 
 A run is one call of :func:`run_one`, which is safe to repeat:
 
-* a run directory with ``done.json`` is finished and skipped;
+* a run directory with ``done.json`` is finished and skipped (unless ``--steps`` asks for more: then it resumes and
+  goes on, exactly as if it had been started with the larger budget);
 * one with a checkpoint is resumed (``--resume``): the log is cut back to the checkpoint, so no row is lost or
   written twice;
 * one with only a partial log (stopped before its first checkpoint) is started again from scratch;
@@ -92,10 +93,14 @@ def plan(envs, algos, seeds, steps: int, flags=()) -> list[RunSpec]:
     return [RunSpec(e, a, s, int(steps), tuple(flags)) for s in seeds for e in envs for a in algos]
 
 
-def run_state(run_dir: str) -> str:
-    """``"done"``, ``"resume"`` (a checkpoint exists) or ``"fresh"``."""
-    if os.path.exists(os.path.join(run_dir, DONE_NAME)):
-        return "done"
+def run_state(run_dir: str, steps: int | None = None) -> str:
+    """``"done"`` (finished, with at least ``steps`` steps when given), ``"resume"`` (a checkpoint exists: an
+    unfinished run, or a finished one that a larger ``--steps`` extends) or ``"fresh"``."""
+    done = os.path.join(run_dir, DONE_NAME)
+    if os.path.exists(done):
+        with open(done) as f:
+            if steps is None or json.load(f)["steps"] >= steps:
+                return "done"
     if os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
         return "resume"
     return "fresh"
@@ -124,7 +129,7 @@ def run_one(spec: RunSpec, sweep_dir: str, threads: int = 1) -> dict:
 
     run_dir = os.path.join(sweep_dir, spec.name)
     os.makedirs(run_dir, exist_ok=True)
-    if run_state(run_dir) == "done":
+    if run_state(run_dir, spec.steps) == "done":
         return {"name": spec.name, "status": "skipped", "wall_s": 0.0}
     lock = open(os.path.join(run_dir, LOCK_NAME), "w")
     try:
@@ -135,7 +140,7 @@ def run_one(spec: RunSpec, sweep_dir: str, threads: int = 1) -> dict:
     try:
         with open(os.path.join(run_dir, PID_NAME), "w") as f:
             f.write(str(os.getpid()))
-        state = run_state(run_dir)
+        state = run_state(run_dir, spec.steps)
         if state == "done":
             return {"name": spec.name, "status": "skipped", "wall_s": 0.0}
         if state == "fresh":
@@ -239,7 +244,7 @@ def sweep(specs, sweep_dir: str, ray_address: str | None = None, workers: int = 
           cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, command=None, log=print) -> list[dict]:
     """Run the grid ``specs`` into ``sweep_dir`` (skipping finished runs, resuming checkpointed ones)."""
     os.makedirs(sweep_dir, exist_ok=True)
-    todo = [s for s in specs if run_state(os.path.join(sweep_dir, s.name)) != "done"]
+    todo = [s for s in specs if run_state(os.path.join(sweep_dir, s.name), s.steps) != "done"]
     backend = f"ray:{ray_address}" if ray_address else f"local:{workers or free_cores()}"
     _write_sweep_record(sweep_dir, specs, command or list(sys.argv), backend)
     log(f"sweep {sweep_dir}: {len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run "
@@ -270,6 +275,8 @@ def add_sweep_parser(sub, flags, choices) -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray GPUs per run, e.g. 0.33 (default 0)")
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="device of every run")
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16"),
+                   help="precision of every run's encoders (see 'train --help'; default fp32)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
     g = p.add_argument_group("settings passed to every run (see 'train --help')")
     for flag, field, typ, text in flags:
@@ -299,6 +306,8 @@ def main_from_args(args, flags, argv) -> int:
                 extra += [flag, str(value)]
         if args.device:
             extra += ["--device", args.device]
+        if args.precision:
+            extra += ["--precision", args.precision]
         threads = args.threads if args.threads is not None else 1
         if args.threads is None:
             extra += ["--threads", "1"]
@@ -312,7 +321,7 @@ def main_from_args(args, flags, argv) -> int:
         return 2
     if args.dry_run:
         for s in specs:
-            print(f"{s.name:32s} {run_state(os.path.join(args.out, s.name))}")
+            print(f"{s.name:32s} {run_state(os.path.join(args.out, s.name), s.steps)}")
         return 0
     command = ["python", "-m", "sobirl_lite.atari", *argv]
     try:
@@ -322,7 +331,7 @@ def main_from_args(args, flags, argv) -> int:
         return 130
     if any(r["status"] == "interrupted" for r in results):
         return 130
-    unfinished = [s.name for s in specs if run_state(os.path.join(args.out, s.name)) != "done"]
+    unfinished = [s.name for s in specs if run_state(os.path.join(args.out, s.name), s.steps) != "done"]
     if unfinished:
         print(f"unfinished runs: {', '.join(unfinished)}", file=sys.stderr)
         return 1
