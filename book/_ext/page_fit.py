@@ -5,7 +5,7 @@
   use a smaller font. Code cells are left alone: a horizontal scroll inside a code cell is acceptable, and the
   chapters keep their code lines within 88 columns.
 * ``static/sobirl-fit.js``: after MathJax has typeset the page (and again on every resize), a display equation
-  that is wider than its column is scaled down until it fits, but never below half its size. An equation that
+  (or a table) that is wider than its column is scaled down until it fits, but never below half its size. One that
   still does not fit is too wide to read on that screen and has to be broken into lines in the source;
   ``tests/test_browser.py`` reports it. ``window.sobirlFitDone`` resolves after the first pass.
 """

@@ -1,26 +1,44 @@
-// Scale down display equations wider than their column, to at least half their size (book/_ext/page_fit.py).
+// Scale down display equations and tables wider than their column, to at least half their size
+// (book/_ext/page_fit.py).
 (function () {
   "use strict";
   const MIN_SCALE = 0.5;
 
-  function fitOne(box) {
-    if (box.dataset.fitBase === undefined) {
-      box.dataset.fitBase = box.style.fontSize || "";
+  // The width an element needs: its own box (a tagged equation has a min-width), its scrollable content and its
+  // first child (MathJax's mjx-math); hidden assistive MathML is absolutely positioned and does not count.
+  function needed(el) {
+    const inner = el.firstElementChild;
+    return Math.max(el.scrollWidth, el.getBoundingClientRect().width,
+                    inner ? inner.getBoundingClientRect().width : 0);
+  }
+
+  function fit(el, column) {
+    if (el.dataset.fitBase === undefined) {
+      el.dataset.fitBase = el.style.fontSize || "";
     }
-    box.style.fontSize = box.dataset.fitBase;
-    const avail = box.clientWidth;
-    const inner = box.firstElementChild;
-    const need = Math.max(box.scrollWidth, inner ? inner.getBoundingClientRect().width : 0);
-    if (avail <= 0 || need <= avail + 0.5) {
+    el.style.fontSize = el.dataset.fitBase;
+    const avail = column.clientWidth;
+    if (avail <= 0) {
       return;
     }
-    const base = parseFloat(box.dataset.fitBase) || 100;
-    const scale = Math.max(MIN_SCALE, (avail / need) * 0.98);
-    box.style.fontSize = (base * scale).toFixed(1) + "%";
+    const base = parseFloat(el.dataset.fitBase) || 100;
+    // A table reflows when its font shrinks, so its width is not proportional to the font: shrink in steps.
+    let scale = 1;
+    for (let step = 0; step < 8; step++) {
+      const now = needed(el);
+      if (now <= avail + 0.5 || scale <= MIN_SCALE) break;
+      scale = Math.max(MIN_SCALE, scale * (avail / now) * 0.98);
+      el.style.fontSize = (base * scale).toFixed(1) + "%";
+    }
   }
 
   function fitAll() {
-    document.querySelectorAll('mjx-container[display="true"]').forEach(fitOne);
+    document.querySelectorAll('mjx-container[display="true"]').forEach((m) => {
+      fit(m, m.closest("div.math, .math") || m.parentElement);
+    });
+    document.querySelectorAll("article table").forEach((t) => {
+      fit(t, t.parentElement);
+    });
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
