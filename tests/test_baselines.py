@@ -124,6 +124,17 @@ def test_pbrl_reduces_the_hypergradient_and_keeps_pi_on_the_simplex():
     assert np.all(np.diff(h["backups"]) >= 10)
 
 
+def test_pbrl_direct_solver_gives_the_same_run_at_the_charged_cost():
+    """solver="direct" (the uniform cost convention of chapter 4's Table 1): the same iterates as the iterative
+    solves up to their tolerance, and each of the three solves charged direct_solve_cost(gamma)."""
+    problem, x = linear_problem(S=5, A=3, n=4, gamma=0.7, tau=0.5, seed=7)
+    cfg = dict(lam=20.0, beta=0.01, iterations=30, inner_steps=2, progress=False)
+    h_it = pbrl(problem, x, PBRLConfig(**cfg))
+    h_dir = pbrl(problem, x, PBRLConfig(**cfg, solver="direct"))
+    np.testing.assert_allclose(h_dir.x, h_it.x, atol=1e-8)
+    np.testing.assert_allclose(np.diff(h_dir["backups"]), 2 + 3 + 3 * direct_solve_cost(0.7))
+
+
 def test_pbrl_errors():
     problem, x = linear_problem()
     with pytest.raises(ValueError, match="lam"):

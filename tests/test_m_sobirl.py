@@ -128,6 +128,22 @@ def test_backups_are_counted_per_iteration():
         assert np.all(h["inner_iterations"] == N)
 
 
+def test_exact_w_ablation_follows_exact_descent():
+    """w_update="exact" (line 4 replaced by w = A_k^{-1} b_k), started on the lower-level solution and with many
+    inner backups, is exact hyper-gradient descent iterate for iterate; it is charged one direct solve instead of the two products with A_k."""
+    from sobirl_lite.algorithms import ExactHGDConfig, exact_hgd
+    from sobirl_lite.algorithms._common import direct_solve_cost
+
+    problem, x = linear_problem(S=5, A=3, n=4, gamma=0.7, tau=0.5, seed=3, upper="value")
+    Q0 = sl.solve_soft_mdp(problem.mdp(x), tol=1e-13).Q                   # start on the lower-level solution
+    h = m_sobirl(problem, x, _quiet(w_update="exact", inner_steps=200, iterations=15, beta=0.05), Q0=Q0)
+    ref = exact_hgd(problem, x, ExactHGDConfig(beta=0.05, iterations=15, tol=1e-13, progress=False))
+    np.testing.assert_allclose(h.x, ref.x, atol=1e-9)
+    assert h.extra["cost_per_iteration"] == 200 + 2 + direct_solve_cost(0.7)
+    with pytest.raises(ValueError, match="w_update"):
+        MSoBiRLConfig(w_update="lstsq").validate()
+
+
 def test_sparse_model_gives_the_same_run():
     problem, x = linear_problem(S=6, A=3, n=4, seed=5, branching=2)
     problem_sp, _ = linear_problem(S=6, A=3, n=4, seed=5, branching=2, sparse=True)
