@@ -28,9 +28,10 @@ import book_support
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-BOOT_TIMEOUT_S = 300    # first live frame: Pyodide boot (~50 MB on a cold cache) plus the page's first computation
-UPDATE_TIMEOUT_S = 120  # one slider move, recomputed in WebAssembly
-STATIC_WAIT_S = 30
+# Generous: measured 50-170 s to the first live frame and 1-18 s per slider move with other jobs loading the 2 cores.
+BOOT_TIMEOUT_S = 600    # first live frame: Pyodide boot (~50 MB on a cold cache) plus the page's first computation
+UPDATE_TIMEOUT_S = 180  # one slider move, recomputed in WebAssembly
+STATIC_WAIT_S = 60
 
 
 def live_pages() -> list[str]:
@@ -154,6 +155,22 @@ HANDLE_JS = r"""
 """
 
 
+def widget_shot(chrome, path) -> None:
+    """A PNG of the first live widget with its bar, for a person to look at."""
+    import base64
+
+    box = chrome.evaluate("""(() => {
+      const bar = document.querySelector('.sobirl-live-bar'), area = document.querySelector('.sobirl-live-area');
+      const a = bar.getBoundingClientRect(), b = area.getBoundingClientRect();
+      return {x: Math.min(a.x, b.x), y: a.y + window.scrollY, width: Math.max(a.right, b.right) - Math.min(a.x, b.x),
+              height: b.bottom - a.y};
+    })()""")
+    shot = chrome.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                  "clip": {**box, "scale": 1}}, timeout=120)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
 def drag(chrome, x: float, y: float, dx: float) -> None:
     for kind, px, buttons in (("mousePressed", x, 1), ("mouseMoved", x + dx / 2, 1), ("mouseMoved", x + dx, 1),
                               ("mouseReleased", x + dx, 0)):
@@ -165,7 +182,7 @@ def drag(chrome, x: float, y: float, dx: float) -> None:
 def test_widgets_come_alive_offline(docname, browser, site):
     base, _root = site
     handled: set[str] = set()
-    browser.navigate(f"{base}/{docname}.html")
+    browser.navigate(f"{base}/{docname}.html", timeout=180)
     watch_workers(browser)
     n_views = browser.evaluate(
         "document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length")
@@ -216,10 +233,12 @@ def test_widgets_come_alive_offline(docname, browser, site):
 
     shot = book_support.SCREENSHOTS / f"live-{docname.replace('/', '__')}.png"
     browser.screenshot(shot)
+    widget_shot(browser, shot.with_name(shot.stem + "-widget.png"))
     updates = browser.evaluate("window.sobirlLive.updates")
     print(f"\n{docname}: first live frame after {live['firstFrameSeconds']:.1f} s (Pyodide and page code "
           f"{live['bootSeconds']:.1f} s); figure redrawn {', '.join(f'{t:.1f}' for t in timings)} s after the "
-          f"slider moves; Python time per message {[round(u['python'], 2) for u in updates]}")
+          f"slider moves; Python time per message {[round(u['python'], 2) for u in updates]}; boot phases "
+          f"{[line for line in live['log'] if ' s: ' in line]}")
 
     outside = [u for u in browser.requests()
                if urllib.parse.urlsplit(u).scheme in ("http", "https", "ws", "wss") and not u.startswith(base)]

@@ -49,7 +49,9 @@ class FigureView:
                     "image/png": base64.b64encode(self.png).decode("ascii"),
                     "text/plain": f"<Figure size {width}x{height}>",
                 },
-                "metadata": {"image/png": {"width": width, "height": height}},
+                # width only: where the column is narrower than the figure, the browser scales the height with it
+                # (a fixed height too would squeeze the figure sideways)
+                "metadata": {"image/png": {"width": width}},
             },
         )
         self.n_draws += 1
