@@ -31,7 +31,8 @@ from .upper import QuadraticUpper, UpperValue
 
 __all__ = ["ExerciseCheckFailed", "CheckReport", "check_soft_bellman", "check_implicit_value_derivative",
            "check_adjoint_hypergradient", "check_w_step", "check_true_return", "check_exploration_term",
-           "check_preference_loss", "check_hyper_term", "check_soft_policy_value", "check_pmd_step"]
+           "check_preference_loss", "check_hyper_term", "check_soft_policy_value", "check_pmd_step",
+           "check_welch_interval"]
 
 
 class ExerciseCheckFailed(AssertionError):
@@ -504,3 +505,54 @@ def check_pmd_step(fn, n_cases: int = 8, seed: int = 9) -> CheckReport:
         label = f"S={S}, A={A}, eta={eta:.3f}, tau={tau:.3f}" + (", eta Q in the thousands" if scale > 100 else "")
         cases.append(_Case(label, (pi, Q, eta, tau), expected, slips))
     return _run("check_pmd_step", fn, cases, rtol=1e-7, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# MinAtar chapter: Welch's interval for the difference of two learners' mean returns over seeds
+def check_welch_interval(fn, n_cases: int = 8, seed: int = 10) -> CheckReport:
+    """Grade ``fn(a, b, level) -> (difference, low, high)``: Welch's ``level`` confidence interval for
+    ``mean(a) - mean(b)`` from two independent samples of unequal size and variance (sample variances with
+    ``ddof=1``, Welch-Satterthwaite degrees of freedom, a two-sided Student-t quantile), against
+    :func:`sobirl_lite.atari.study.difference_ci`. Samples have 3 to 8 values, as seeds in a study do."""
+    from scipy import stats
+
+    from .atari.study import difference_ci
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k in range(n_cases):
+        na, nb = int(rng.integers(3, 9)), int(rng.integers(3, 9))
+        a = rng.normal(loc=rng.normal(scale=5), scale=10 ** rng.uniform(-0.5, 1.5), size=na)
+        b = rng.normal(loc=rng.normal(scale=5), scale=10 ** rng.uniform(-0.5, 1.5), size=nb)
+        level = float(rng.choice([0.9, 0.95, 0.99]))
+        expected = np.array(difference_ci(a, b, level))
+        diff = a.mean() - b.mean()
+        va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+        se = np.sqrt(va + vb)
+        dof = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+        t = stats.t.ppf(0.5 + level / 2, dof)
+
+        def interval(half):
+            return np.array([diff, diff - half, diff + half])
+
+        va0, vb0 = a.var() / na, b.var() / nb
+        dof0 = (va0 + vb0) ** 2 / (va0 ** 2 / (na - 1) + vb0 ** 2 / (nb - 1))
+        slips = {
+            "variances with ddof=0 (population) instead of ddof=1": interval(
+                stats.t.ppf(0.5 + level / 2, dof0) * np.sqrt(va0 + vb0)),
+            "the normal quantile instead of Student's t": interval(stats.norm.ppf(0.5 + level / 2) * se),
+            "the pooled degrees of freedom na + nb - 2 instead of Welch's": interval(
+                stats.t.ppf(0.5 + level / 2, na + nb - 2) * se),
+            "a one-sided quantile (ppf(level) instead of ppf(1/2 + level/2))": interval(stats.t.ppf(level, dof) * se),
+            "the standard deviations added instead of the variances": interval(
+                t * (np.sqrt(va) + np.sqrt(vb))),
+        }
+        cases.append(_Case(f"{na} and {nb} seeds, level {level}", (a, b, level), expected, slips))
+
+    def graded(a, b, level):
+        out = fn(a, b, level)
+        return np.asarray(out, dtype=np.float64) if isinstance(out, (tuple, list)) else out
+
+    if not callable(fn):
+        raise TypeError(f"check_welch_interval: pass your function itself (not its result); got {type(fn).__name__}")
+    return _run("check_welch_interval", graded, cases)

@@ -136,6 +136,17 @@ def pmd_step_unstable(pi, Q, eta, tau):
         return w / w.sum(axis=1, keepdims=True)
 
 
+def welch_interval(a, b, level, ddof=1, quantile="t"):
+    from scipy import stats
+
+    va, vb = a.var(ddof=ddof) / a.size, b.var(ddof=ddof) / b.size
+    se = np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    q = stats.t.ppf(0.5 + level / 2, dof) if quantile == "t" else stats.norm.ppf(0.5 + level / 2)
+    d = a.mean() - b.mean()
+    return d, d - q * se, d + q * se
+
+
 # ---------------------------------------------------------------------------------------------------------------
 CORRECT = [
     (ex.check_soft_bellman, soft_bellman),
@@ -148,6 +159,7 @@ CORRECT = [
     (ex.check_hyper_term, hyper_term),
     (ex.check_soft_policy_value, soft_policy_value),
     (ex.check_pmd_step, pmd_step),
+    (ex.check_welch_interval, welch_interval),
 ]
 
 
@@ -204,6 +216,9 @@ MISTAKES = [
     (ex.check_pmd_step, lambda pi, Q, eta, tau: pmd_step(pi, -Q, eta, tau), ["sign"]),
     (ex.check_pmd_step, pmd_step_no_power, ["power 1/(1 + eta tau)"]),
     (ex.check_pmd_step, pmd_step_unstable, ["thousands", "non-finite"]),
+    (ex.check_welch_interval, lambda a, b, lv: welch_interval(a, b, lv, ddof=0), ["ddof=0"]),
+    (ex.check_welch_interval, lambda a, b, lv: welch_interval(a, b, lv, quantile="normal"), ["normal quantile"]),
+    (ex.check_welch_interval, lambda a, b, lv: welch_interval(b, a, lv), ["case 1"]),
 ]
 
 
