@@ -136,22 +136,17 @@ def print_book(html: Path, out: Path, pages: list[str] | None = None, chromium: 
             base = f"http://127.0.0.1:{server.server_address[1]}"
             parts = []
             for i, doc in enumerate(pages):
-                chrome.navigate(f"{base}/{doc}.html", timeout=90)
-                chrome.send("Emulation.setEmulatedMedia", {"media": "print"})
-                state = chrome.evaluate(PREPARE_JS % {"wait": WAIT_MS}, timeout=WAIT_MS / 1000 + 60)
-                pdf = chrome.send("Page.printToPDF", {
-                    "printBackground": True, "preferCSSPageSize": True,
-                    "displayHeaderFooter": True,
-                    "headerTemplate": "<div></div>",
-                    "footerTemplate": ('<div style="font-size:8px;width:100%;text-align:center;color:#666">'
-                                       '<span class="title"></span> &middot; <span class="pageNumber"></span>'
-                                       '</div>'),
-                }, timeout=300)
+                for attempt in (1, 2):      # a page that times out on a busy machine gets one more try
+                    try:
+                        state, pdf = _print_page(chrome, f"{base}/{doc}.html")
+                        break
+                    except bs.CDPError:
+                        if attempt == 2 or chrome.proc.poll() is not None:
+                            raise
                 path = tmp / f"{i:03d}.pdf"
                 path.write_bytes(base64.b64decode(pdf["data"]))
                 parts.append(str(path))
                 report[doc] = state
-                chrome.send("Emulation.setEmulatedMedia", {"media": ""})
         finally:
             if server is not None:
                 server.shutdown()
@@ -160,6 +155,23 @@ def print_book(html: Path, out: Path, pages: list[str] | None = None, chromium: 
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([pdfunite, *parts, str(out)], check=True)
     return report
+
+
+def _print_page(chrome, url: str):
+    """Open ``url``, prepare it for paper (PREPARE_JS) and print it: returns (page summary, printToPDF result)."""
+    chrome.navigate(url, timeout=120)
+    chrome.send("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        state = chrome.evaluate(PREPARE_JS % {"wait": WAIT_MS}, timeout=WAIT_MS / 1000 + 90)
+        pdf = chrome.send("Page.printToPDF", {
+            "printBackground": True, "preferCSSPageSize": True, "displayHeaderFooter": True,
+            "headerTemplate": "<div></div>",
+            "footerTemplate": ('<div style="font-size:8px;width:100%;text-align:center;color:#666">'
+                               '<span class="title"></span> &middot; <span class="pageNumber"></span></div>'),
+        }, timeout=300)
+    finally:
+        chrome.send("Emulation.setEmulatedMedia", {"media": ""})
+    return state, pdf
 
 
 def main(argv=None) -> int:
