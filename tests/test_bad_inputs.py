@@ -152,6 +152,10 @@ def test_bad_input_is_named(call, error, pattern):
 def test_divergence_errors_are_value_errors():
     """Divergence comes from a bad setting, so callers catching ValueError see it too."""
     assert issubclass(DivergenceError, ValueError) and issubclass(DivergenceError, FloatingPointError)
+    # M-SoBiRL hands back the run up to the divergence (chapter 4 plots it)
+    with pytest.raises(DivergenceError) as info:
+        m_sobirl(SYN, SYN.x0, _quick(MSoBiRLConfig, beta=1e6, iterations=50))
+    assert 0 < len(info.value.history) < 50 and info.value.history.x is not None
 
 
 def test_pbrl_period_two_cycle_is_detected():

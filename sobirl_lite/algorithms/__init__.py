@@ -1,4 +1,5 @@
 """Bilevel RL algorithms, one module each, all returning a :class:`History`."""
+from ._common import DivergenceError
 from .history import COLUMNS, History
 from .sobirl import SoBiRLConfig, pmd_update, policy_mirror_descent, sobirl
 from .drlhf import DRLHFConfig, drlhf, rl_true_reward

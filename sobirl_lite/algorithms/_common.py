@@ -105,7 +105,12 @@ DIVERGENCE_FACTOR = 1e8
 
 
 class DivergenceError(FloatingPointError, ValueError):
-    """An outer loop diverged (x non-finite or exploding). A ValueError too: its cause is a bad setting."""
+    """An outer loop diverged (x non-finite or exploding). A ValueError too: its cause is a bad setting.
+    ``history``: the run up to the divergence, where the algorithm attaches it (M-SoBiRL), else None."""
+
+    def __init__(self, message, history=None):
+        super().__init__(message)
+        self.history = history
 
 
 def progress_range(iterations: int, enabled: bool, desc: str):

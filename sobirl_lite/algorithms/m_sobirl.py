@@ -113,7 +113,8 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
         else:
             w = w - cfg.xi * (A_k.T @ (A_k @ w - b))
         if not (np.all(np.isfinite(w)) and np.linalg.norm(w) <= DIVERGENCE_FACTOR * (1.0 + w0_norm)):
-            raise DivergenceError(_w_step_diagnosis(A_k, cfg.xi, k, "w"))
+            hist.x = x
+            raise DivergenceError(_w_step_diagnosis(A_k, cfg.xi, k, "w"), history=hist)
 
         # line 5: the estimator; ∂_x T(V_k, x_k) = Π_{π̃} ∇r_x with the auxiliary policy π̃ = softmax_τ(r_x + γPV_k)
         PV = mdp.expect(V)                                         # (S, A); reused by the first backup of line 9
@@ -131,7 +132,8 @@ def m_sobirl(problem: BilevelProblem, x0, config: MSoBiRLConfig | None = None, Q
         try:
             x = descend(x, g, cfg.beta, "M-SoBiRL", k, x0_norm)
         except DivergenceError as err:                            # name xi when the w-step is the culprit
-            raise DivergenceError(_w_step_diagnosis(A_k, cfg.xi, k, "x", str(err))) from None
+            hist.x = x
+            raise DivergenceError(_w_step_diagnosis(A_k, cfg.xi, k, "x", str(err)), history=hist) from None
 
         # lines 7-10: N soft Bellman backups Q <- B_{x_{k+1}} Q, warm-started from Q_k
         mdp = problem.mdp(x)
