@@ -64,6 +64,10 @@ def load_checkpoint(path: str) -> dict:
 
 def check_compatible(saved_config: dict, new_config: dict, path: str) -> None:
     """Raise :class:`CheckpointError` when the requested run is not the one the checkpoint belongs to."""
+    from .config import Config
+
+    # a field added after the checkpoint was written takes its default (older runs keep resuming)
+    saved_config = {**Config().to_dict(), **saved_config}
     diff = config_differences(saved_config, new_config)
     if diff:
         lines = "\n".join(f"  {k}: checkpoint has {a!r}, this command asks for {b!r}" for k, (a, b) in diff.items())

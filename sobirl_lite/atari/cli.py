@@ -100,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweep import add_sweep_parser
 
     add_sweep_parser(sub, FLAGS, CHOICES)
+    for name, text in (("summary", "print what runs reached: return of the last games (mean +- s.e.), preference "
+                                   "accuracy, steps, wall time"),
+                       ("plot", "draw the four-panel figure of runs (return, episode length, preference accuracy, "
+                                "reward loss) to a PNG")):
+        q = sub.add_parser(name, help=text, description=text + ". RUN is a run directory or a sweep folder of run "
+                                                               "directories; runs are grouped by (environment, "
+                                                               "algorithm) and several seeds aggregated.")
+        q.add_argument("runs", nargs="+", metavar="RUN", help="run directory or sweep folder")
+        if name == "summary":
+            q.add_argument("--last", type=int, default=10,
+                           help="games per run that the final return averages (default 10)")
+        else:
+            q.add_argument("--out", default="runs.png", help="PNG file to write (default runs.png)")
+            q.add_argument("--window", type=int, default=5, help="running mean over this many games (default 5)")
     return parser
 
 
@@ -129,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
+    if args.command in ("summary", "plot"):
+        from .report import main_plot, main_summary
+
+        try:
+            if args.command == "summary":
+                return main_summary(args.runs, last=args.last)
+            return main_plot(args.runs, args.out, window=args.window)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "sweep":
         from .sweep import main_from_args
 
