@@ -180,10 +180,10 @@ def test_downloaded_notebook_runs_outside_the_checkout(html, tmp_path):
         try:
             chrome.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)},
                         session=False)
-            chrome.navigate(f"{base}/{END_TO_END_PAGE}.html")
-            chrome.evaluate("document.querySelector('a.btn-download-runnable-notebook').click()")
+            chrome.navigate(f"{base}/{END_TO_END_PAGE}.html", timeout=180)
+            chrome.evaluate("document.querySelector('a.btn-download-runnable-notebook').click()", timeout=120)
             name = END_TO_END_PAGE.rsplit("/", 1)[-1] + ".ipynb"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90
             while time.monotonic() < deadline and not (downloads / name).is_file():
                 time.sleep(0.2)
             assert (downloads / name).is_file(), f"nothing downloaded: {list(downloads.iterdir())}"
