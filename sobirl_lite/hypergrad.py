@@ -22,8 +22,8 @@ import numpy as np
 # torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 from .problem import BilevelProblem
-from .soft import SoftSolution, solve_soft_mdp
-from .mdp import solve_policy_system
+from .soft import SoftSolution, solve_soft_mdp, solve_tolerance
+from .mdp import PolicySystem, sharing
 
 
 def _solve(problem: BilevelProblem, x, solution: SoftSolution | None, tol=1e-10):
@@ -36,11 +36,39 @@ def phi(problem: BilevelProblem, x, solution: SoftSolution | None = None, tol: f
     return float(problem.upper.value(np.asarray(x, dtype=np.float64), sol.pi))
 
 
-def adjoint_vector(problem: BilevelProblem, mdp, pi, u):
+def adjoint_vector(problem: BilevelProblem, mdp, pi, u, system: PolicySystem | None = None):
     """:math:`w = (I-\\gamma P_\\pi)^{-\\top}(E-\\gamma P)^\\top u` for ``u`` (S, A): the solution :math:`w^*_x` of the
-    least-squares problem in spec §2 when :math:`\\pi = \\pi^*_x`. Returns (S,)."""
+    least-squares problem in spec §2 when :math:`\\pi = \\pi^*_x`. Returns (S,). ``system`` may pass the
+    factorisation of :math:`I-\\gamma P_\\pi` (a fresh one is made otherwise)."""
     b = u.sum(axis=1) - mdp.gamma * mdp.adjoint(u)
-    return solve_policy_system(mdp, pi, b, transpose=True)
+    return (PolicySystem(mdp, pi) if system is None else system).solve(b, transpose=True)
+
+
+def _system(mdp, sol: SoftSolution) -> PolicySystem:
+    """The factorisation of :math:`I-\\gamma P_{\\pi}` for ``sol.pi``: the solver's own when it serves (the same
+    policy, or a nearby one refined to round-off), GMRES after value iteration, a fresh one otherwise (see
+    :class:`PolicySystem`)."""
+    system = getattr(sol, "system", None)
+    # value iteration left no factorisation; it ran because the chain mixes fast, where GMRES converges quickly
+    # (PolicySystem factorises after all if it does not)
+    krylov = system is None and getattr(sol, "method", "") == "value_iteration"
+    return PolicySystem(mdp, sol.pi, reuse=system, krylov=krylov)
+
+
+def centred_policy_gradient(pi, g):
+    """:math:`u = \\pi\\odot(g-\\bar g)` with :math:`\\bar g(s)=\\sum_a\\pi(a|s)g(s,a)`, for ``pi``, ``g`` (S, A).
+
+    Since :math:`\\sum_a\\pi\\nabla\\log\\pi=0`, replacing :math:`\\pi\\odot g` by ``u`` in (9) leaves
+    :math:`\\nabla\\phi` unchanged, and :math:`(E-\\gamma P)^\\top u=-\\gamma P^\\top u` because every row of
+    ``u`` sums to 0. Differences are taken from each state's most likely action :math:`a^*`, so the entry of
+    :math:`a^*`, :math:`-\\pi(a^*|s)\\sum_{b}\\pi(b|s)(g(s,b)-g(s,a^*))`, is computed without cancellation even
+    when :math:`\\pi` is nearly deterministic (then every entry of ``u`` is as small as the off-mode mass).
+    """
+    pi = np.asarray(pi, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    a_star = pi.argmax(axis=1)
+    d = g - np.take_along_axis(g, a_star[:, None], axis=1)    # d(s, a*) = 0 exactly
+    return pi * (d - (pi * d).sum(axis=1, keepdims=True))
 
 
 class HypergradientParts(NamedTuple):
@@ -58,36 +86,63 @@ class HypergradientParts(NamedTuple):
 
 
 def hypergradient_parts(problem: BilevelProblem, x, solution: SoftSolution | None = None) -> HypergradientParts:
-    """Eq. (9) split into its three terms (see :class:`HypergradientParts`); ``solution`` reuses a lower-level solve."""
+    """Eq. (9) split into its three terms (see :class:`HypergradientParts`); ``solution`` reuses a lower-level solve.
+
+    The split is the paper's, for teaching: near a deterministic policy (small :math:`\\tau`) the policy and value
+    terms grow like :math:`1/\\tau` and cancel, so their sum loses digits; :func:`hypergradient` uses the centred
+    arrangement, which does not.
+    """
     x = problem.reward._check_x(x)
     mdp = problem.mdp(x)
     sol = _solve(problem, x, solution)
     pi, tau = sol.pi, problem.tau
-    u = pi * problem.upper.grad_pi(x, pi)                     # pi* ⊙ ∇_π f, (S, A)
-    w = adjoint_vector(problem, mdp, pi, u)                   # (S,)
+    system = _system(mdp, sol)
+    with sharing(system):
+        g_pi, g_x = problem.upper.grad_pi(x, pi), problem.upper.grad_x(x, pi)
+    u = pi * g_pi                                             # pi* ⊙ ∇_π f, (S, A)
+    w = adjoint_vector(problem, mdp, pi, u, system)           # (S,)
     return HypergradientParts(
-        direct=np.asarray(problem.upper.grad_x(x, pi), dtype=np.float64),
+        direct=np.asarray(g_x, dtype=np.float64),
         policy=problem.reward.vjp(x, u) / tau,
         value=-problem.reward.vjp(x, pi * w[:, None]) / tau,  # -(1/τ) ∂_x T(V*, x)^T w
         w=w,
     )
 
 
-def hypergradient(problem: BilevelProblem, x, solution: SoftSolution | None = None) -> np.ndarray:
+def hypergradient(problem: BilevelProblem, x, solution: SoftSolution | None = None,
+                  tol: float | None = None) -> np.ndarray:
     """The closed-form hyper-gradient :math:`\\nabla\\phi(x)`, eq. (9), in adjoint form. Returns (n,).
 
     ``x`` (n,). ``solution`` may pass an already computed :func:`solve_soft_mdp` result for ``problem.mdp(x)``;
-    otherwise the lower level is solved to ``tol=1e-10``. Cost: one lower-level solve, one (transposed) linear
-    solve with :math:`I-\\gamma P_{\\pi^*}` (dense LU, or sparse LU for sparse ``P``) and one ``reward.vjp``.
+    otherwise the lower level is solved here, to the Bellman residual that guarantees
+    :math:`\\|\\log\\pi-\\log\\pi^*\\|_\\infty\\le` ``tol`` (:func:`~sobirl_lite.soft.solve_tolerance`), or to
+    ``1e-10`` when ``tol`` is None. The gradient's error is then ``tol`` times the sensitivity of (9) to the
+    policy (about 1 in relative terms on the book's problems; ``benchmarks/hypergradient.py`` measures it).
+
+    Cost given the solution: one transposed solve with :math:`I-\\gamma P_{\\pi^*}`, using the factorisation the
+    solver left in ``solution.system`` when it serves (the same or a nearby policy, refined to round-off; see
+    :class:`~sobirl_lite.mdp.PolicySystem`) and a fresh one otherwise, one product with :math:`P^\\top` and one
+    ``reward.vjp``. The upper level's gradient is evaluated inside :func:`~sobirl_lite.mdp.sharing`, so an upper
+    objective on the same dynamics (reward shaping) reuses the factorisation too.
+
+    Arrangement: :math:`\\nabla\\phi=\\nabla_xf+\\frac1\\tau\\nabla r_x^\\top(u-\\pi^*\\odot w)` with the centred
+    :math:`u` of :func:`centred_policy_gradient` and :math:`(I-\\gamma P_{\\pi^*})^\\top w=-\\gamma P^\\top u`. It equals
+    (9) exactly, and near a deterministic policy it avoids the cancellation of two :math:`O(1/\\tau)` terms that
+    the literal form suffers (tested for :math:`\\tau` from :math:`10^{-3}` to 10).
     """
     x = problem.reward._check_x(x)
     mdp = problem.mdp(x)
-    sol = _solve(problem, x, solution)
-    pi = sol.pi
-    u = pi * problem.upper.grad_pi(x, pi)
-    w = adjoint_vector(problem, mdp, pi, u)
+    if solution is None:  # only pi* enters (9): with a tolerance, stop on the span of the residual
+        solution = (solve_soft_mdp(mdp, tol=1e-10) if tol is None
+                    else solve_soft_mdp(mdp, tol=solve_tolerance(mdp, tol), span=True))
+    pi = solution.pi
+    system = _system(mdp, solution)
+    with sharing(system):
+        g_pi, g_x = problem.upper.grad_pi(x, pi), problem.upper.grad_x(x, pi)
+    u = centred_policy_gradient(pi, g_pi)                     # rows sum to 0, so E^T u = 0
+    w = system.solve(-mdp.gamma * mdp.adjoint(u), transpose=True)
     # the two reward terms of (9) share one vjp: ∇r^T u - ∇r^T (Π_π^T w)
-    return np.asarray(problem.upper.grad_x(x, pi), dtype=np.float64) + problem.reward.vjp(x, u - pi * w[:, None]) / problem.tau
+    return np.asarray(g_x, dtype=np.float64) + problem.reward.vjp(x, u - pi * w[:, None]) / problem.tau
 
 
 class ImplicitDerivatives(NamedTuple):
@@ -112,7 +167,7 @@ def implicit_derivatives(problem: BilevelProblem, x, solution: SoftSolution | No
     sol = _solve(problem, x, solution)
     J = problem.reward.jacobian(x)                        # (S, A, n)
     dT = np.einsum("sa,san->sn", sol.pi, J)               # ∂_x T(V*, x) = Π_π* ∇r
-    dV = solve_policy_system(mdp, sol.pi, dT)             # (S, n)
+    dV = _system(mdp, sol).solve(dT)                      # (S, n)
     dQ = J + mdp.gamma * mdp.expect(dV)                   # (S, A, n)
     return ImplicitDerivatives(dV=dV, dQ=dQ, dlogpi=(dQ - dV[:, None, :]) / problem.tau)
 

@@ -9,6 +9,8 @@ models share one code path.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,22 +172,165 @@ class PolicySystem:
 
     Dense ``P``: ``scipy.linalg.lu_factor``; sparse ``P``: ``scipy.sparse.linalg.splu``. The matrix is
     invertible for every policy: its eigenvalues lie in :math:`[1-\\gamma, 1+\\gamma]` in modulus (Prop. C.1).
+
+    ``reuse`` may pass the system of an earlier policy on the same dynamics (the same ``P`` arrays and ``gamma``),
+    for instance the one :func:`~sobirl_lite.soft.solve_soft_mdp` factorised last. Its factors then replace a new
+    factorisation: as they are when the two policies are equal, and as the preconditioner of iterative refinement
+    when they differ by at most :attr:`REUSE_GAP` in any entry (a refinement step is one product with
+    :math:`I-\\gamma P_\\pi` and shrinks the error by about :math:`\\gamma\\|P_\\pi-P_{\\pi'}\\|/(1-\\gamma)`).
+    Anything else (other dynamics, a distant policy, refinement that stops contracting) gets a fresh
+    factorisation; ``reused`` says which happened. Inside :func:`sharing`, a system built for the same dynamics and
+    the same policy as a shared one reuses its factors without being passed it.
+
+    ``krylov=True`` (sparse models whose LU would fill in, e.g. random graphs) skips the factorisation and solves
+    by restarted GMRES (relative residual ``KRYLOV_RTOL``, repeated on the residual until it reaches round-off);
+    if GMRES has not converged after ``KRYLOV_CYCLES`` restarts the system factorises after all. ``method`` says which (``"lu"`` or ``"krylov"``).
     """
 
-    def __init__(self, mdp: "TabularMDP", pi):
-        P_pi = mdp.policy_matrix(pi)
-        self.sparse = mdp.sparse
-        if self.sparse:
-            self._lu = spla.splu((sp.identity(mdp.S, format="csc") - mdp.gamma * P_pi).tocsc())
+    REUSE_GAP = 1e-3   # largest max|pi - pi'| at which the factors of pi' serve pi (with refinement)
+    MAX_REFINE = 30
+    KRYLOV_RESTART, KRYLOV_CYCLES, KRYLOV_RTOL = 50, 6, 1e-10
+
+    def __init__(self, mdp: "TabularMDP", pi, reuse: "PolicySystem | None" = None, krylov: bool = False):
+        self.pi = np.array(pi, dtype=np.float64)  # a copy: the factors must not follow later edits of pi
+        self.sparse, self.gamma, self._P = mdp.sparse, mdp.gamma, mdp.P
+        self._op = None  # I - gamma P_pi itself: for refinement with another policy's factors, or for Krylov
+        self._lu, self.reused, self.method = None, False, "lu"
+        donor = reuse if reuse is not None else _shared_donor(mdp, self.pi)
+        if donor is not None and donor.method == "krylov":
+            if np.array_equal(self.pi, donor.pi) and donor._same_model(mdp):
+                self._op, self.method, self.reused = donor._op, "krylov", True
+                return
+            donor = None
+        if donor is not None and donor._can_serve(mdp, self.pi):
+            self._lu, self._lu_pi, self.reused = donor._lu, donor._lu_pi, True
+            if not np.array_equal(self.pi, self._lu_pi):
+                same = donor._op is not None and np.array_equal(self.pi, donor.pi)
+                self._op = donor._op if same else _operator(mdp, self.pi)
+        elif krylov:
+            # no factorisation: restarted GMRES on the sparse operator (falls back to LU if it does not converge)
+            self._op, self.method = _operator(mdp, self.pi), "krylov"
         else:
-            self._lu = sla.lu_factor(np.eye(mdp.S) - mdp.gamma * P_pi, check_finite=False)
+            self._factorise(_operator(mdp, self.pi))
+
+    def _factorise(self, A):
+        self._lu = spla.splu(A.tocsc()) if self.sparse else sla.lu_factor(A, check_finite=False)
+        self._lu_pi, self._op, self.reused, self.method = self.pi, None, False, "lu"
+
+    def _same_model(self, mdp) -> bool:
+        return self.gamma == mdp.gamma and _same_transitions(self._P, mdp.P)
+
+    def _can_serve(self, mdp, pi) -> bool:
+        """Whether these factors can solve the system of ``pi`` on ``mdp`` (possibly with refinement)."""
+        if self.method != "lu":
+            return False
+        return (self._lu_pi.shape == pi.shape and self._same_model(mdp)
+                and float(np.max(np.abs(pi - self._lu_pi))) <= self.REUSE_GAP)
+
+    def _krylov_solve(self, b, transpose):
+        A = self._op.T if transpose else self._op
+        cols = b[:, None] if b.ndim == 1 else b
+        out = np.zeros_like(cols)
+        eps = np.finfo(np.float64).eps
+        for j in range(cols.shape[1]):
+            y = out[:, j]
+            # GMRES on the residual, repeated (iterative refinement), so that y is accurate to round-off and
+            # not only to GMRES's relative tolerance
+            for _ in range(4):
+                res = cols[:, j] - A @ y
+                if np.max(np.abs(res)) <= 64 * eps * max(np.max(np.abs(cols[:, j])), np.max(np.abs(y)), 1e-300):
+                    break
+                d, info = spla.gmres(A, res, rtol=self.KRYLOV_RTOL, atol=0.0, restart=self.KRYLOV_RESTART,
+                                     maxiter=self.KRYLOV_CYCLES)
+                if info != 0:  # too slow to converge (a slowly mixing chain): factorise after all
+                    self._factorise(self._op)
+                    return self._lu_solve(b, transpose)
+                y = y + d
+            out[:, j] = y
+        return out[:, 0] if b.ndim == 1 else out
+
+    def _lu_solve(self, b, transpose):
+        if self.sparse:
+            return self._lu.solve(b, trans="T" if transpose else "N")
+        return sla.lu_solve(self._lu, b, trans=1 if transpose else 0, check_finite=False)
 
     def solve(self, b, transpose: bool = False):
         """:math:`(I-\\gamma P_\\pi)^{-1} b`, or :math:`(I-\\gamma P_\\pi)^{-\\top} b`; ``b`` (S,) or (S, k)."""
         b = np.asarray(b, dtype=np.float64)
-        if self.sparse:
-            return self._lu.solve(b, trans="T" if transpose else "N")
-        return sla.lu_solve(self._lu, b, trans=1 if transpose else 0, check_finite=False)
+        if self.method == "krylov":
+            return self._krylov_solve(b, transpose)
+        y = self._lu_solve(b, transpose)
+        if self._op is None:
+            return y
+        # iterative refinement: factors of a nearby policy, residual with this policy's exact matrix
+        A = self._op.T if transpose else self._op
+        previous = np.inf
+        for _ in range(self.MAX_REFINE):
+            res = b - A @ y
+            size = float(np.max(np.abs(res), initial=0.0))
+            floor = 16 * np.finfo(np.float64).eps * max(float(np.max(np.abs(b), initial=0.0)),
+                                                         float(np.max(np.abs(y), initial=0.0)))
+            if size <= floor:
+                return y
+            if size > 0.5 * previous:  # stalled: accept only at round-off level, else factorise afresh
+                if size <= 1e3 * floor:
+                    return y
+                break
+            previous = size
+            y = y + self._lu_solve(res, transpose)
+        self._factorise(self._op)
+        return self._lu_solve(b, transpose)
+
+
+def _operator(mdp: "TabularMDP", pi):
+    """:math:`I-\\gamma P_\\pi`: dense (S, S), or CSR for sparse ``P``."""
+    P_pi = mdp.policy_matrix(pi)
+    if mdp.sparse:
+        return (sp.identity(mdp.S, format="csr") - mdp.gamma * P_pi).tocsr()
+    A = -mdp.gamma * P_pi
+    A.flat[:: mdp.S + 1] += 1.0  # I - gamma P_pi without allocating I
+    return A
+
+
+def _same_buffer(a, b) -> bool:
+    return (a is b or (a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
+                       and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]))
+
+
+def _same_transitions(P1, P2) -> bool:
+    """True when ``P1`` and ``P2`` are the same arrays in memory (an MDP with another reward shares them)."""
+    if P1 is P2:
+        return True
+    if sp.issparse(P1) and sp.issparse(P2):
+        return P1.shape == P2.shape and all(_same_buffer(getattr(P1, k), getattr(P2, k))
+                                            for k in ("data", "indices", "indptr"))
+    if sp.issparse(P1) or sp.issparse(P2):
+        return False
+    return _same_buffer(P1, P2)
+
+
+_SHARED = threading.local()
+
+
+@contextmanager
+def sharing(system: PolicySystem):
+    """Within the block, ``PolicySystem(mdp, pi)`` for ``system``'s dynamics and exactly its policy reuses its
+    factors. :func:`~sobirl_lite.hypergrad.hypergradient` wraps the upper level's gradient in it: an upper-level
+    objective that evaluates :math:`\\pi^*` in a model with the same ``P`` and ``gamma`` (reward shaping) then
+    needs no factorisation of its own."""
+    stack = getattr(_SHARED, "systems", ())
+    _SHARED.systems = stack + (system,)
+    try:
+        yield system
+    finally:
+        _SHARED.systems = stack
+
+
+def _shared_donor(mdp, pi):
+    for system in reversed(getattr(_SHARED, "systems", ())):
+        if system.pi.shape == pi.shape and np.array_equal(system.pi, pi) and system._same_model(mdp):
+            return system
+    return None
 
 
 def solve_policy_system(mdp: TabularMDP, pi, b, transpose: bool = False):
