@@ -80,13 +80,15 @@ class DiscreteSAC:
         cfg: a :class:`~.config.Config` (uses ``gamma, policy_lr, q_lr, adam_eps, alpha0, autotune,
             target_entropy_scale, lr_anneal_steps``).
         device: torch device of the networks.
-        channels_last, fused: speed options that leave the algorithm unchanged (NHWC convolutions; one fused Adam
-            kernel); ``benchmarks/atari.py`` measures each against the plain version.
+        channels_last, fused, convert_once: speed options that leave the algorithm unchanged (NHWC convolutions; one
+            fused Adam kernel; each uint8 batch converted to float once instead of once per network);
+            ``benchmarks/atari.py`` measures each against the plain version.
     """
 
     def __init__(self, n_actions: int, cfg, device="cpu", in_frames: int = 4, channels_last: bool = True,
-                 fused: bool = True):
+                 fused: bool = True, convert_once: bool = True):
         self.cfg, self.device, self.n_actions = cfg, torch.device(device), n_actions
+        self.convert_once = convert_once
         d = self.device
         net = dict(n_actions=n_actions, in_frames=in_frames, env_id=cfg.env_id,  # the encoder follows the env
                    bf16=getattr(cfg, "precision", "fp32") == "bf16")
@@ -152,8 +154,9 @@ class DiscreteSAC:
         Returns a ``(5,)`` tensor on the device with the statistics named in :data:`SAC_STATS`.
         """
         # each uint8 batch becomes float once, then feeds all the networks that read it
-        obs, actions = self.actor.transform(batch["obs"]), batch["actions"]
-        y = self.td_target(rewards, self.actor.transform(batch["next_obs"]), batch["dones"])
+        once = self.actor.transform if self.convert_once else (lambda x: x)
+        obs, actions = once(batch["obs"]), batch["actions"]
+        y = self.td_target(rewards, once(batch["next_obs"]), batch["dones"])
         q1 = self.qf1(obs).gather(1, actions[:, None]).squeeze(1)
         q2 = self.qf2(obs).gather(1, actions[:, None]).squeeze(1)
         qf_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
