@@ -5,6 +5,11 @@
 # a 64-pair reward warm-up of 64 epochs (enough to take the reward model above chance), everything else scaled down
 # as listed there. Resumable: run the script again and each unfinished run continues from its checkpoint.
 #   TIMEOUT=3600 book/data/beamrider/run_cpu.sh     # stop each run (Ctrl-C, checkpoint) after an hour
+#   STEPS=6000 book/data/beamrider/run_cpu.sh       # a shorter budget (total_steps may change on --resume)
+# NOTE: the logs committed beside this script are NOT yet from these settings: they were made by the earlier version
+# of this script and package (commit 8e75473: 30,000 steps, 8 warm-up epochs, SAC losses summed over actions; exact
+# command in each run's README.md). A run with these settings was started on 2026-12-01 (STEPS=6000) but the shared
+# 2-core machine gave it about 1 minute of CPU per 50 minutes; it was stopped in the reward warm-up (epoch 12/32).
 set -u
 cd "$(dirname "$0")/../../.."
 ALGOS=${ALGOS:-"sobirl drlhf sac"}
