@@ -112,7 +112,8 @@ class Trainer:
         command: the command line, recorded in ``config.json``.
     """
 
-    def __init__(self, cfg: Config, out_dir: str, resume: bool = False, command: list[str] | None = None):
+    def __init__(self, cfg: Config, out_dir: str, resume: bool = False, command: list[str] | None = None,
+                 verbose: bool = True):
         cfg.validate()
         self.cfg, self.out_dir, self.resume = cfg, out_dir, resume
         self.command = command if command is not None else list(sys.argv)
@@ -139,6 +140,7 @@ class Trainer:
             self._fresh()
         self._open_logs(truncate_to=saved["csv_pos"] if saved is not None else None)
         self.stop_requested = False
+        self.verbose = verbose  # the notes on stderr: disk, wall-time estimate, reward warm-up epochs
 
     # -- construction -----------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -359,7 +361,7 @@ class Trainer:
                         f"about {format_duration(left * dt)} left ({len(self.prefs)} pairs)")
                 if bar is not None:
                     bar.write(line)
-                else:
+                elif self.verbose:
                     print(line, file=sys.stderr, flush=True)
         if len(self.prefs) > 0:
             self.last_pref = preference_accuracy(self.reward_net, self.prefs, clip=cfg.return_diff_clip)
@@ -398,6 +400,8 @@ class Trainer:
 
     def _announce(self) -> None:
         """Before a run: a rough wall time on a CPU, with a warning when it is hours (paper defaults: days)."""
+        if not self.verbose:
+            return
         need = self.buffer.disk_bytes(self.cfg.checkpoint_every)
         print(f"checkpoints in {self.out_dir} need about {need / 1e9:.2f} GB of disk (replay frames written "
               f"incrementally, every {self.cfg.checkpoint_every:,} steps)", file=sys.stderr, flush=True)
@@ -492,9 +496,10 @@ def _fmt_acc(x) -> str:
     return "ties" if math.isnan(x) else f"{x:.2f}"
 
 
-def run(cfg: Config, out_dir: str, resume: bool = False, command: list[str] | None = None) -> str:
+def run(cfg: Config, out_dir: str, resume: bool = False, command: list[str] | None = None,
+        verbose: bool = True) -> str:
     """Build a :class:`Trainer`, train, close. Returns ``"done"`` or ``"interrupted"``."""
-    trainer = Trainer(cfg, out_dir, resume=resume, command=command)
+    trainer = Trainer(cfg, out_dir, resume=resume, command=command, verbose=verbose)
     try:
         return trainer.train()
     finally:
