@@ -1,6 +1,7 @@
-"""BeamRider environments with one batched interface (spec §6.2 "Atari wrappers").
+"""BeamRider and MinAtar environments with one batched interface (spec §6.2 "Atari wrappers").
 
-Two backends give the learner the same thing:
+Two Atari backends give the learner the same thing (and :class:`MinAtarEnv` gives it for MinAtar games, selected by
+an ``env_id`` of the form ``"minatar:GAME"`` in :func:`make_env`):
 
 * :class:`GymAtari` -- ``ALE/BeamRider-v5`` (``frameskip=1``, ``repeat_action_probability=0``, i.e. the old
   ``NoFrameskip-v4``) behind gymnasium's ``AtariPreprocessing`` (1..30 random no-ops at reset, frame skip 4 with a
