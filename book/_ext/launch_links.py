@@ -21,7 +21,7 @@ A runnable ``.ipynb`` of every notebook page
     build time instead.
 
 The wheel: the live-widget machinery builds ``sobirl_lite`` into ``WHEEL_SITE_PATH`` of the HTML output; if it is not
-there when the build finishes, this extension builds it (``pip wheel``, offline, no dependencies).
+there when the build finishes (live pages off), this extension builds it with the same ``live_widgets.build_wheel``.
 """
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # the sibling modules, also when run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import live_widgets  # noqa: E402  (one wheel build, one wheel folder)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -74,8 +78,9 @@ def wheel_name() -> str:
     return f"{meta['name'].replace('-', '_')}-{meta['version']}-py3-none-any.whl"
 
 
-# Where the wheel sits in the HTML output, relative to the site's root. The live widgets load it from the same place.
-WHEEL_SITE_DIR = "_static/wheels"
+# Where the wheel sits in the HTML output, relative to the site's root: the live widgets' folder, so both install the
+# same file.
+WHEEL_SITE_DIR = live_widgets.WHEELS_DIR
 WHEEL_SITE_PATH = f"{WHEEL_SITE_DIR}/{wheel_name()}"
 
 
@@ -90,18 +95,6 @@ def pins() -> dict[str, str]:
         name = re.split(r"[=<>!~ \[;]", req, maxsplit=1)[0].strip().lower()
         out[name] = req.split(";")[0].strip()
     return out
-
-
-def build_wheel(dest: Path) -> Path:
-    """Build the sobirl_lite wheel into DEST (no network: no build isolation, no dependencies)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-           "-w", str(dest), str(REPO_ROOT)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    wheel = dest / wheel_name()
-    if proc.returncode != 0 or not wheel.is_file():
-        raise RuntimeError(f"building the sobirl_lite wheel failed: {(proc.stderr or proc.stdout)[-2000:]}")
-    return wheel
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -310,7 +303,7 @@ def _ensure_wheel(app, exception) -> None:
     if wheel.is_file():
         return
     try:
-        build_wheel(wheel.parent)
+        live_widgets.build_wheel(wheel.parent)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         _warn(f"{exc}; the downloadable notebooks will not find the wheel at {WHEEL_SITE_PATH}")
 
