@@ -200,7 +200,8 @@ class FrameReplayBuffer:
         :meth:`save_frames`.
         """
         n = self.count if self.count < self.C else self.C
-        take = (lambda x: x[:n].cpu()) if self.count < self.C else (lambda x: x.cpu())
+        # copies, never views of the live arrays (on a CPU buffer .cpu() would return the tensor itself)
+        take = lambda x: x[:n].to("cpu", copy=True)  # noqa: E731
         d = {"C": self.C, "E": self.E, "stack": self.stack, "frame_shape": self.frame_shape, "pos": self.pos,
              "count": self.count, "ep_step": take(self.ep_step),
              "actions": take(self.actions), "rewards": take(self.rewards), "dones": take(self.dones),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
+import warnings
 
 import numpy as np
 
@@ -153,8 +154,8 @@ def _band(runs, kind: str, col: str, window: int, grid: np.ndarray):
         return None
     c = np.array(curves)
     n = np.sum(~np.isnan(c), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: outside every run's range
         mean = np.nanmean(c, axis=0)
         se = np.nanstd(c, axis=0, ddof=1) / np.sqrt(n)
     return mean, se, n

@@ -127,3 +127,89 @@ def test_state_dict_roundtrip_continues_identically():
     assert all(torch.equal(x[k], y[k]) for k in x)
     with pytest.raises(ValueError, match="mismatch"):
         FrameReplayBuffer(31, 1, frame_shape=(2, 2)).load_state_dict(a.state_dict())
+
+
+def _extend(buf, t0, steps, reset_every=11, E=1):
+    for t in range(t0, t0 + steps):
+        buf.add(np.full(E, t % 9), np.full(E, float(t % 3 == 0)), np.zeros(E), np.full((E, 4, 2, 2), t % 250 + 1,
+                                                                                         dtype=np.uint8),
+                np.full(E, t % reset_every == 0))
+
+
+def _same(a, b):
+    """Equal written slots (unwritten frames are uninitialised memory) and equal positions."""
+    n = min(a.count, a.C)
+    return (a.pos, a.count) == (b.pos, b.count) and all(
+        torch.equal(getattr(a, k)[:n], getattr(b, k)[:n]) for k in ("frames", "ep_step", "actions", "rewards",
+                                                                   "dones", "valid"))
+
+
+def test_incremental_frame_checkpoints_write_only_new_frames_and_restore_exactly(tmp_path):
+    """Checkpoints of a wrapping buffer: each delta holds only the slots written since the previous checkpoint, and
+    loading (store + named delta + small arrays) rebuilds the buffer exactly, sampling included."""
+    buf = synthetic_buffer(C=30, steps=20, reset_every=11)
+    deltas = []
+    for k, (t0, steps) in enumerate(((21, 7), (28, 40), (68, 3))):  # the second one wraps the whole buffer
+        name = buf.save_frames(str(tmp_path), tag=k)
+        state = buf.state_dict(frames=False) | {"frames_delta": name}
+        buf.commit_frames(str(tmp_path), name)
+        deltas.append(torch.load(tmp_path / name)["slots"].numel())
+        assert sorted(p.name for p in tmp_path.glob("replay_delta.*")) == [name]  # older deltas removed
+        copy = FrameReplayBuffer(30, 1, frame_shape=(2, 2), seed=5)
+        copy.load_state_dict(state, directory=str(tmp_path))
+        assert _same(buf, copy)
+        x, y = buf.sample(16), copy.sample(16)
+        assert all(torch.equal(x[key], y[key]) for key in x)
+        _extend(buf, t0, steps)
+    assert deltas == [21, 7, 30]  # start + 20 adds; 7 new slots; a full lap (40 > C) rewrites all 30
+    assert "frames" not in buf.state_dict(frames=False)
+    assert (tmp_path / "replay_frames.u8").stat().st_size == 30 * 2 * 2
+
+
+def test_a_crash_between_delta_and_checkpoint_leaves_the_previous_checkpoint_usable(tmp_path):
+    buf = synthetic_buffer(C=30, steps=20, reset_every=11)
+    name = buf.save_frames(str(tmp_path), tag=1)
+    state = buf.state_dict(frames=False) | {"frames_delta": name}
+    buf.commit_frames(str(tmp_path), name)
+    snapshot = FrameReplayBuffer(30, 1, frame_shape=(2, 2))
+    snapshot.load_state_dict(buf.state_dict())
+    _extend(buf, 21, 25)  # wraps: overwrites slots the first checkpoint still needs
+    buf.save_frames(str(tmp_path), tag=2)  # ... and the process dies before writing checkpoint 2
+    restored = FrameReplayBuffer(30, 1, frame_shape=(2, 2))
+    restored.load_state_dict(state, directory=str(tmp_path))
+    assert _same(restored, snapshot)
+    # a crash while copying a delta into the store: loading applies the named delta again
+    store = np.memmap(tmp_path / "replay_frames.u8", dtype=np.uint8, mode="r+", shape=(30, 1, 2, 2))
+    store[:] = 0
+    store.flush()
+    restored2 = FrameReplayBuffer(30, 1, frame_shape=(2, 2))
+    restored2.load_state_dict(state, directory=str(tmp_path))
+    assert _same(restored2, snapshot)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        FrameReplayBuffer(30, 1, frame_shape=(2, 2)).load_state_dict(state | {"frames_delta": "replay_delta.9.pt"},
+                                                                    directory=str(tmp_path))
+
+
+def test_sampling_is_uniform_over_valid_transitions():
+    """Inverse-CDF sampling: every usable valid (slot, env) equally likely, invalid or too-old slots never drawn."""
+    buf = FrameReplayBuffer(40, 2, frame_shape=(2, 2), seed=3)
+    buf.start(np.zeros((2, 4, 2, 2), np.uint8))
+    for t in range(1, 100):
+        buf.add(np.zeros(2), np.zeros(2), np.zeros(2), np.full((2, 4, 2, 2), t % 250, np.uint8),
+                np.array([t % 6 == 0, t % 9 == 0]))
+    s, e = buf.sample_slots(60_000)
+    age = (buf.pos - torch.arange(buf.C)) % buf.C
+    usable = ((age >= 1) & (age <= buf.max_age()))[:, None] & buf.valid
+    counts = torch.zeros(buf.C, buf.E)
+    counts.index_put_((s, e), torch.ones(s.numel()), accumulate=True)
+    assert torch.all(counts[~usable] == 0)
+    expected = 60_000 / int(usable.sum())
+    assert torch.all((counts[usable] - expected).abs() < 5 * expected ** 0.5)  # within 5 sigma of uniform
+
+
+def test_sampling_an_empty_buffer_is_a_clear_error():
+    buf = FrameReplayBuffer(10, 1, frame_shape=(2, 2))
+    buf.start(np.zeros((1, 4, 2, 2), np.uint8))
+    buf.add(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros((1, 4, 2, 2), np.uint8), np.ones(1, bool))
+    with pytest.raises(RuntimeError, match="no transition"):
+        buf.sample_slots(4)
