@@ -9,7 +9,9 @@
 # NOTE: the logs committed beside this script are NOT yet from these settings: they were made by the earlier version
 # of this script and package (commit 8e75473: 30,000 steps, 8 warm-up epochs, SAC losses summed over actions; exact
 # command in each run's README.md). A run with these settings was started on 2026-12-01 (STEPS=6000) but the shared
-# 2-core machine gave it about 1 minute of CPU per 50 minutes; it was stopped in the reward warm-up (epoch 12/32).
+# 2-core machine gave it about 1 minute of CPU per 50 minutes; stopped in the reward warm-up (epoch 12/32), resumed
+# with STEPS=4000 and stopped again at 16:14 UTC: SoBiRL/DRLHF at 3,000 steps, SAC done at 4,000. Those partial logs
+# are in partial_cpu_preset/ (not yet read by chapter 8); run this script again to continue them.
 set -u
 cd "$(dirname "$0")/../../.."
 ALGOS=${ALGOS:-"sobirl drlhf sac"}
