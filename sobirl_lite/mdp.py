@@ -74,6 +74,8 @@ def _check_gamma(gamma):
 def _check_distribution(rho, S, name="rho"):
     if rho is None:
         return np.full(S, 1.0 / S)
+    if np.iscomplexobj(rho):
+        raise ValueError(f"{name} is complex; a distribution must be real")
     rho = np.asarray(rho, dtype=np.float64)
     if rho.shape != (S,):
         raise ValueError(f"{name} must have shape (S,) = ({S},); got {rho.shape}")
@@ -117,6 +119,8 @@ class TabularMDP:
         self.r = self._check_reward(r)
 
     def _check_reward(self, r):
+        if np.iscomplexobj(r):  # float64 conversion would drop the imaginary part with only a warning
+            raise ValueError("r is complex; rewards must be real")
         r = np.asarray(r, dtype=np.float64)
         if r.shape != (self.S, self.A):
             raise ValueError(f"r must have shape (S, A) = ({self.S}, {self.A}); got {r.shape}")

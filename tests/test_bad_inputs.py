@@ -67,6 +67,11 @@ CASES = [
      lambda: _problem(sl.QuadraticUpper(), sl.TabularReward(4, 2)), ValueError, r"reward is over \(S, A\) = \(4, 2\)"),
     ("upper object without methods", lambda: _problem(object()), TypeError, r"upper must have a value\(x, pi\)"),
     # complex numbers would lose their imaginary part
+    ("complex reward of an MDP", lambda: sl.TabularMDP(np.full((3, 2, 3), 1 / 3), np.ones((3, 2)) + 1j, 0.9, 1.0),
+     ValueError, r"r is complex"),
+    ("complex initial distribution",
+     lambda: sl.TabularMDP(np.full((3, 2, 3), 1 / 3), np.ones((3, 2)), 0.9, 1.0, rho=np.full(3, 1 / 3) + 0j),
+     ValueError, r"rho is complex"),
     ("complex x for a reward", lambda: sl.TabularReward(3, 2).value(np.zeros(6) + 1j), ValueError, r"x is complex"),
     ("complex reward features", lambda: sl.LinearReward(np.ones((3, 2, 4)) + 1j), ValueError,
      r"features is complex"),
