@@ -165,6 +165,14 @@ def build_book(out_dir: Path = TEST_BOOK_DIR, budget: str = "quick", timeout: fl
     return BookBuild(proc.returncode, log, out_dir / "_build" / "html", seconds, problems)
 
 
+def reuse_book(out_dir: Path = TEST_BOOK_DIR) -> BookBuild:
+    """The build that ``build_book`` left in OUT_DIR, read back from its log (SOBIRL_REUSE_TEST_BOOK=1)."""
+    log = (out_dir / "build.log").read_text()
+    problems = [line for line in log.splitlines() if SPHINX_PROBLEM.search(line)]
+    ok = (out_dir / "_build" / "html" / "index.html").is_file()
+    return BookBuild(0 if ok else 1, log, out_dir / "_build" / "html", 0.0, problems)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Headless Chromium
 def find_chromium() -> str | None:

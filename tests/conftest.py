@@ -1,6 +1,8 @@
 """Shared fixtures. The book fixtures build the book once per session for test_book_build.py and test_browser.py."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import book_support
@@ -14,4 +16,8 @@ def book_build() -> book_support.BookBuild:
     the browser test then decides whether a CDN build is acceptable (not under CI).
     """
     book_support.offline_assets_module().fetch()
+    reuse = os.environ.get("SOBIRL_REUSE_TEST_BOOK") == "1" and not book_support.IN_CI
+    if reuse and (book_support.TEST_BOOK_DIR / "build.log").is_file():
+        # For iterating on the browser tests: keep the last build instead of building again (never under CI).
+        return book_support.reuse_book()
     return book_support.build_book()
