@@ -21,3 +21,16 @@ def book_build() -> book_support.BookBuild:
         # For iterating on the browser tests: keep the last build instead of building again (never under CI).
         return book_support.reuse_book()
     return book_support.build_book()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium, one per test module (the page tests and the live-widget tests); skips without it (fails
+    under CI, where a browser is required)."""
+    binary = book_support.require_chromium("cannot check the rendered book")
+    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        chrome.open_tab()
+        yield chrome
+    finally:
+        chrome.close()

@@ -120,23 +120,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary = book_support.find_chromium()
-    if binary is None:
-        message = ("Chromium is not installed (Debian: `apt-get install chromium`, which `make test` does as root); "
-                   "cannot check the rendered book")
-        if book_support.IN_CI:
-            pytest.fail(message + " -- a browser is required under CI")
-        pytest.skip(message)
-    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        chrome.open_tab()
-        yield chrome
-    finally:
-        chrome.close()
-
-
-@pytest.fixture(scope="module")
 def site(book_build, browser):
     """Serve the built HTML on 127.0.0.1 (started after the browser, so Chromium is forked before any thread)."""
     if not book_build.ok:

@@ -55,22 +55,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary = book_support.find_chromium()
-    if binary is None:
-        message = "Chromium is not installed (Debian: `apt-get install chromium`); cannot check the live widgets"
-        if book_support.IN_CI:
-            pytest.fail(message + " -- a browser is required under CI")
-        pytest.skip(message)
-    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-live-profile"))
-    try:
-        chrome.open_tab()
-        yield chrome
-    finally:
-        chrome.close()
-
-
-@pytest.fixture(scope="module")
 def site(book_build, browser):
     if not book_build.ok:
         pytest.skip("the book did not build cleanly; see tests/test_book_build.py")

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _book_support():
+def load_book_support():
     spec = importlib.util.spec_from_file_location("book_support", REPO / "tests" / "book_support.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("book_support", module)   # dataclasses look their module up there
@@ -110,7 +110,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 def print_book(html: Path, out: Path, pages: list[str] | None = None, chromium: str | None = None) -> dict:
     """Print the toc pages of the built book in ``html`` into one PDF ``out``. Returns a per-page report."""
-    bs = _book_support()
+    bs = load_book_support()
     binary = chromium or bs.find_chromium()
     if binary is None:
         raise RuntimeError("Chromium is needed to print the book (Debian: apt-get install chromium; `make pdf` "

@@ -37,6 +37,9 @@ import nbformat
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "tools") not in sys.path:
+    sys.path.insert(0, str(REPO / "tools"))
+from book_pdf import load_book_support  # noqa: E402  (the tests' reader of _toc.yml: one copy)
 TEACHER_ONLY = {"book/teaching"}      # toc entries left out of the student edition
 STUB_MESSAGE = "Exercise: replace this line with your implementation."
 
@@ -170,21 +173,6 @@ def student_notebook(nb):
 
 # ---------------------------------------------------------------------------------------------------------------
 # The whole book
-def _toc_files(toc: dict) -> list[str]:
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return files
-
-
 def _drop_from_toc(toc: dict, docs: set[str]) -> dict:
     def keep(entries):
         out = []
@@ -238,8 +226,7 @@ def write_sources(out: Path, executed: Path | None) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    docs = [d for d in _toc_files(toc) if d not in TEACHER_ONLY]
+    docs = [d for d in load_book_support().toc_files(REPO / "_toc.yml") if d not in TEACHER_ONLY]
     written = []
     for doc in docs:
         src = REPO / f"{doc}.md"
@@ -270,6 +257,7 @@ def write_sources(out: Path, executed: Path | None) -> list[Path]:
         if (REPO / name).exists():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.symlink(REPO / name, out / name)
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     (out / "_toc.yml").write_text(yaml.safe_dump(_drop_from_toc(toc, TEACHER_ONLY), sort_keys=False))
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     config["title"] = f"{config['title']} (student edition)"
