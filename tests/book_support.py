@@ -185,6 +185,32 @@ def find_chromium() -> str | None:
     return None
 
 
+# How a page script begins (a %-template over ``wait`` in ms): wait until MathJax has typeset, every widget view is
+# drawn and every image has loaded, or the wait ran out. The browser test and tools/book_pdf.py both start with it.
+PAGE_READY_JS = r"""
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const deadline = performance.now() + %(wait)d;
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await Promise.race([MathJax.startup.promise, sleep(%(wait)d)]);
+  }
+  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
+  const drawn = (s) => {
+    const area = s.previousElementSibling;
+    return area && area.classList.contains("widget-subarea") && area.querySelector(".jupyter-widgets");
+  };
+  while (performance.now() < deadline && !views.every(drawn)) { await sleep(100); }
+  // Images: make lazy ones load now, then wait for all of them.
+  for (const img of document.images) { img.loading = "eager"; }
+  await Promise.all(Array.from(document.images).map((img) => img.complete ? null :
+      new Promise((r) => { img.addEventListener("load", r); img.addEventListener("error", r); setTimeout(r, 10000); })));
+"""
+
+
+def page_script(template: str) -> str:
+    """TEMPLATE with its ``%(ready)s`` replaced by :data:`PAGE_READY_JS` (still a template over ``wait``)."""
+    return template.replace("%(ready)s", PAGE_READY_JS.strip("\n") + "\n")
+
+
 def require_chromium(purpose: str) -> str:
     """The Chromium binary, or skip the calling test (fail under CI, where a browser is required)."""
     import pytest

@@ -36,24 +36,9 @@ PAGES = book_support.toc_files()
 WAIT_MS = 30000  # how long a page may take to typeset math and draw widgets
 
 # Runs in the page: waits for MathJax and the widget manager, then reports what a reader would see.
-PAGE_REPORT_JS = r"""
+PAGE_REPORT_JS = book_support.page_script(r"""
 (async () => {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const deadline = performance.now() + %(wait)d;
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    await Promise.race([MathJax.startup.promise, sleep(%(wait)d)]);
-  }
-  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
-  const drawn = (s) => {
-    const area = s.previousElementSibling;
-    return area && area.classList.contains("widget-subarea") && area.querySelector(".jupyter-widgets");
-  };
-  while (performance.now() < deadline && !views.every(drawn)) { await sleep(100); }
-  // Images: make lazy ones load now, then wait for all of them.
-  for (const img of document.images) { img.loading = "eager"; }
-  await Promise.all(Array.from(document.images).map((img) => img.complete ? null :
-      new Promise((r) => { img.addEventListener("load", r); img.addEventListener("error", r); setTimeout(r, 10000); })));
-  await sleep(200);  // let MathJax finish typesetting widget labels queued by the shim
+%(ready)s  await sleep(200);  // let MathJax finish typesetting widget labels queued by the shim
 
   const visible = (el) => { const b = el.getBoundingClientRect(); return b.width > 2 && b.height > 2; };
   const snippet = (el) => (el.textContent || "").trim().slice(0, 160);
@@ -111,7 +96,7 @@ PAGE_REPORT_JS = r"""
     links: Array.from(document.querySelectorAll("a[href]")).map((a) => a.href),
   };
 })()
-"""
+""")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

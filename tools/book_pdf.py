@@ -41,23 +41,9 @@ WAIT_MS = 30000
 
 # Waits for MathJax, the widget manager and the images, then turns the page into a printable one. Returns a
 # summary the caller checks (math typeset, widgets drawn).
-PREPARE_JS = r"""
+PREPARE_JS = load_book_support().page_script(r"""
 (async () => {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const deadline = performance.now() + %(wait)d;
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    await Promise.race([MathJax.startup.promise, sleep(%(wait)d)]);
-  }
-  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
-  const drawn = (s) => {
-    const area = s.previousElementSibling;
-    return area && area.classList.contains("widget-subarea") && area.querySelector(".jupyter-widgets");
-  };
-  while (performance.now() < deadline && !views.every(drawn)) { await sleep(100); }
-  for (const img of document.images) { img.loading = "eager"; }
-  await Promise.all(Array.from(document.images).map((img) => img.complete ? null :
-      new Promise((r) => { img.addEventListener("load", r); img.addEventListener("error", r); setTimeout(r, 10000); })));
-  // Open every dropdown: <details>, sphinx-togglebutton's hidden cells and admonitions.
+%(ready)s  // Open every dropdown: <details>, sphinx-togglebutton's hidden cells and admonitions.
   document.querySelectorAll("details").forEach((d) => { d.open = true; });
   document.querySelectorAll(".toggle-hidden, .toggle-details__container").forEach((el) => {
     el.classList.remove("toggle-hidden"); el.style.display = ""; });
@@ -100,7 +86,7 @@ PREPARE_JS = r"""
   return {math: document.querySelectorAll("mjx-container").length, errors: document.querySelectorAll("mjx-merror").length,
           widgets: views.length, widgetsDrawn: views.filter(drawn).length, scaled, any: math};
 })()
-"""
+""")
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
