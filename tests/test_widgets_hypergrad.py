@@ -38,8 +38,10 @@ def test_hypergradient_field_matches_pointwise_and_finite_differences():
     assert np.allclose(g, hypergradient(problem, x), atol=1e-9)
     assert np.allclose(g, finite_difference_hypergradient(problem, x, eps=1e-5), atol=1e-6)
     with pytest.raises(ValueError, match="two-parameter"):
-        from sobirl_lite import BilevelProblem, LinearReward
-        p3 = BilevelProblem.from_mdp(problem.true_mdp, LinearReward(np.zeros((20, 4, 3))), problem.upper)
+        from sobirl_lite import BilevelProblem, LinearReward, UpperValue
+        up = problem.upper
+        upper3 = UpperValue(up._mdp.P, up._mdp.r, up._mdp.gamma, mu=up._mdp.rho, n=3)
+        p3 = BilevelProblem.from_mdp(problem.true_mdp, LinearReward(np.zeros((20, 4, 3))), upper3)
         hypergradient_field(p3, x1s, x2s)
 
 

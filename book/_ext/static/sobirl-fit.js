@@ -25,7 +25,9 @@
     // A table reflows when its font shrinks, so its width is not proportional to the font: shrink in steps.
     let scale = 1;
     for (let step = 0; step < 8; step++) {
-      const now = needed(el);
+      // The column's own overflow counts too: a tagged equation's rows can be wider than its container, and the
+      // column (overflow hidden) then cuts them on both sides.
+      const now = Math.max(needed(el), column.scrollWidth);
       if (now <= avail + 0.5 || scale <= MIN_SCALE) break;
       scale = Math.max(MIN_SCALE, scale * (avail / now) * 0.98);
       el.style.fontSize = (base * scale).toFixed(1) + "%";
