@@ -6,7 +6,10 @@ Kept free of test functions so that pytest does not collect it; the fixtures tha
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
+import functools
+import http.server
 import importlib.util
 import json
 import os
@@ -15,6 +18,7 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +213,27 @@ PAGE_READY_JS = r"""
 def page_script(template: str) -> str:
     """TEMPLATE with its ``%(ready)s`` replaced by :data:`PAGE_READY_JS` (still a template over ``wait``)."""
     return template.replace("%(ready)s", PAGE_READY_JS.strip("\n") + "\n")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
+
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path):
+    """Serve DIRECTORY on 127.0.0.1 (a free port, .wasm with its MIME type for Pyodide); yields the base URL.
+    Start it after Chromium, so that the browser is forked before this thread exists."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def require_chromium(purpose: str) -> str:

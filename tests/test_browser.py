@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import functools
 import html.parser
-import http.server
-import threading
 import urllib.parse
 from pathlib import Path
 
@@ -99,11 +97,6 @@ PAGE_REPORT_JS = book_support.page_script(r"""
 """)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(book_build, browser):
     """Serve the built HTML on 127.0.0.1 (started after the browser, so Chromium is forked before any thread)."""
@@ -116,15 +109,8 @@ def site(book_build, browser):
         if book_support.IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    handler = functools.partial(_QuietHandler, directory=str(book_build.html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", book_build.html
-    finally:
-        server.shutdown()
-        server.server_close()
+    with book_support.serve_directory(book_build.html) as base:
+        yield base, book_build.html
 
 
 class _Ids(html.parser.HTMLParser):

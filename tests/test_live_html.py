@@ -15,10 +15,7 @@ frame, seconds per update) are printed. Without Chromium the test skips (fails u
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 import time
 import urllib.parse
 
@@ -47,13 +44,6 @@ def live_pages() -> list[str]:
 PAGES = live_pages()
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
-
-    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(book_build, browser):
     if not book_build.ok:
@@ -64,15 +54,8 @@ def site(book_build, browser):
         if book_support.IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    handler = functools.partial(_Handler, directory=str(book_build.html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", book_build.html
-    finally:
-        server.shutdown()
-        server.server_close()
+    with book_support.serve_directory(book_build.html) as base:
+        yield base, book_build.html
 
 
 def _live_module():
