@@ -65,3 +65,23 @@ def panel(controls, view: FigureView, note: str | None = None):
         rows.append(widgets.HTML(note))
     rows.append(view.output)
     return widgets.VBox(rows)
+
+
+def settings_row(settings, axes, what: str, panel_size: tuple[float, float], **subplots):
+    """``(settings, axes)`` for small multiples: SETTINGS as a non-empty list (WHAT names one setting in the error),
+    AXES as given (one per setting) or a new row of panels of PANEL_SIZE inches (extra ``plt.subplots`` options in
+    SUBPLOTS), flattened."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    settings = list(settings)
+    if not settings:
+        raise ValueError(f"small multiples need at least one {what} setting")
+    if axes is None:
+        width, height = panel_size
+        _, axes = plt.subplots(1, len(settings), figsize=(width * len(settings), height), layout="constrained",
+                               **subplots)
+    axes = np.atleast_1d(axes).ravel()
+    if len(axes) != len(settings):
+        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    return settings, axes

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..algorithms.m_sobirl import MSoBiRLConfig, m_sobirl
 from ..problems import synthetic_problem
-from ._figure import FigureView, panel
+from ._figure import FigureView, panel, settings_row
 
 
 def run_setting(problem, x0, beta: float, xi: float, inner_steps: int, iterations: int, track_every: int = 5):
@@ -49,19 +49,10 @@ def small_multiples(problem=None, settings=(), iterations: int = 600, track_ever
     Returns ``(figure, results)``: per setting a dict with ``beta``, ``xi``, ``N``, ``diverged``,
     ``final_true_grad``, ``w_error_peak`` (largest :math:`w`-error over the first) and ``final_w_error``.
     """
-    import matplotlib.pyplot as plt
 
     problem = synthetic_problem(0) if problem is None else problem
     x0 = getattr(problem, "x0", np.zeros(problem.n))
-    settings = list(settings)
-    if not settings:
-        raise ValueError("small_multiples needs at least one (beta, xi, N) setting")
-    if axes is None:
-        _, axes = plt.subplots(1, len(settings), figsize=(2.6 * len(settings), 2.6), sharey=True,
-                               layout="constrained")
-    axes = np.atleast_1d(axes).ravel()
-    if len(axes) != len(settings):
-        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    settings, axes = settings_row(settings, axes, "(beta, xi, N)", (2.6, 2.6), sharey=True)
     results = []
     for ax, (beta, xi, n) in zip(axes, settings):
         h, diverged = run_setting(problem, x0, beta, xi, n, iterations, track_every)

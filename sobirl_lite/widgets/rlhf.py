@@ -14,7 +14,7 @@ from ..algorithms.drlhf import drlhf
 from ..algorithms.sobirl import SoBiRLConfig, sobirl
 from ..plotting_sobirl import plot_band
 from ..rlhf import example_setup
-from ._figure import FigureView, panel
+from ._figure import FigureView, panel, settings_row
 
 
 def run_rlhf_comparison(labels: int, tau: float, seeds: int = 3, iterations: int = 60, step_size: float = 0.1,
@@ -51,16 +51,8 @@ def small_multiples(settings, seeds: int = 3, iterations: int = 60, axes=None, k
     standard error); its title gives the held-out preference accuracy at the end. ``axes``: one per setting
     (default: a new row). Returns ``(figure, results)`` with ``results[(labels, tau)]`` as :func:`summarize`.
     """
-    import matplotlib.pyplot as plt
 
-    settings = list(settings)
-    if not settings:
-        raise ValueError("small_multiples needs at least one (labels, tau) setting")
-    if axes is None:
-        _, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 2.8), layout="constrained")
-    axes = np.atleast_1d(axes).ravel()
-    if len(axes) != len(settings):
-        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    settings, axes = settings_row(settings, axes, "(labels, tau)", (3.0, 2.8))
     known = dict(known or {})
     results = {}
     for ax, (labels, tau) in zip(axes, settings):

@@ -17,7 +17,7 @@ import numpy as np
 from ..mdp import TabularMDP, gridworld
 from ..plotting import grid_heatmap, plot_convergence, plot_grid_policy
 from ..soft import entropy, soft_value_map, solve_soft_mdp
-from ._figure import FigureView, panel
+from ._figure import FigureView, panel, settings_row
 
 DEFAULT_WALLS = ((1, 1), (1, 2), (1, 3), (3, 1), (3, 3))
 
@@ -44,16 +44,8 @@ def gridworld_small_multiples(settings, axes=None, **grid):
     ``axes``: one per setting (default: a new row). Returns ``(figure, results)``, ``results[i]`` the dict of
     :func:`solve_grid`.
     """
-    import matplotlib.pyplot as plt
 
-    settings = list(settings)
-    if not settings:
-        raise ValueError("gridworld_small_multiples needs at least one (tau, gamma) setting")
-    if axes is None:
-        _, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.2), layout="constrained")
-    axes = np.atleast_1d(axes).ravel()
-    if len(axes) != len(settings):
-        raise ValueError(f"got {len(axes)} axes for {len(settings)} settings")
+    settings, axes = settings_row(settings, axes, "(tau, gamma)", (3.4, 3.2))
     results = []
     for ax, (tau, gamma) in zip(axes, settings):
         res = solve_grid(tau, gamma, **grid)
