@@ -170,11 +170,14 @@ def solve_soft_mdp(mdp: TabularMDP, tol: float = 1e-10, max_iter: int | None = N
             # chains, so there the observed rate of the last backup is used (never slower than gamma)
             rate = mdp.gamma if not (span and previous > 0) else min(mdp.gamma, max(residual / previous, 1e-3))
             left = np.log(max(tol, _round_off(Q)) / residual) / np.log(rate)
-            new_pi = softmax_policy(BQ, mdp.tau)
-            settled = pi is not None and float(np.max(np.abs(new_pi - pi))) <= 1e-3
-            pi = new_pi
-            if left > 3 * step_cost and (settled or sweeps >= min(step_cost, 10)):
-                current = "policy_iteration"
+            if left > 3 * step_cost:  # the policy matters only while a switch to Newton steps may pay
+                new_pi = softmax_policy(BQ, mdp.tau)
+                settled = pi is not None and float(np.max(np.abs(new_pi - pi))) <= 1e-3
+                pi = new_pi
+                if settled or sweeps >= min(step_cost, 10):
+                    current = "policy_iteration"
+            else:
+                pi = None  # not tracked this sweep: the next comparison must not use a stale policy
         previous = residual
         if current == "value_iteration":
             Q = BQ
