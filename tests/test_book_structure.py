@@ -71,7 +71,16 @@ def test_no_tag_inside_a_split_equation(docname):
     bad = [block.strip()[:80] for block in re.findall(r"^\$\$\s*\n(.*?)\n\$\$", text, re.M | re.S)
            if "\\\\" in block and "\\tag" in block]
     assert not bad, (f"{docname}: \\tag in a multi-line $$ block renders as a MathJax error; use a bare "
-                     f"\\begin{{equation}}...\\tag{{N}}\\end{{equation}} block instead: {bad}")
+                     f"\\begin{{equation*}}...\\tag{{N}}\\end{{equation*}} block instead: {bad}")
+
+
+@pytest.mark.parametrize("docname", TOC_DOCS)
+def test_tagged_equations_are_not_numbered_twice(docname):
+    """An unstarred amsmath environment gets Sphinx's number (e.g. "(6.2)") beside its \\tag (the paper's "(15)")."""
+    text = book_support.page_source(docname).read_text(encoding="utf-8")
+    bad = [m.group(0)[:60] for m in re.finditer(r"\\begin\{(equation|align|gather|multline)\}(.*?)\\end\{\1\}",
+                                                 text, re.S) if "\\tag" in m.group(2)]
+    assert not bad, f"{docname}: a tagged equation in an unstarred environment shows two numbers; star it: {bad}"
 
 
 def _bib_keys() -> set[str]:
