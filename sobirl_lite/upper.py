@@ -63,10 +63,16 @@ class UpperValue:
     def mdp(self) -> TabularMDP:
         return self._mdp
 
+    def _system(self, pi) -> PolicySystem:
+        # sparse P: restarted GMRES first, since the LU of a fast-mixing sparse chain (a random graph) fills in and
+        # can take minutes; PolicySystem factorises after all where GMRES does not converge (a slow grid). Inside
+        # sharing(), the lower level's own system for this policy is taken instead.
+        return PolicySystem(self._mdp, pi, krylov=self._mdp.sparse)
+
     def evaluate(self, pi, system: PolicySystem | None = None):
         """Unregularised ``(V_u, Q_u)`` of ``pi`` in the upper-level MDP; shapes (S,), (S, A)."""
         m = self._mdp
-        system = PolicySystem(m, pi) if system is None else system
+        system = self._system(pi) if system is None else system
         V = system.solve((pi * m.r).sum(axis=1))
         return V, m.r + m.gamma * m.expect(V)
 
@@ -79,7 +85,7 @@ class UpperValue:
         return np.zeros(n)
 
     def grad_pi(self, x, pi):
-        system = PolicySystem(self._mdp, pi)  # one factorisation serves both solves
+        system = self._system(pi)  # one factorisation serves both solves
         _, Q = self.evaluate(pi, system)
         occupancy = system.solve(self._mdp.rho, transpose=True)  # mu^T (I - gamma P_pi)^-1
         return -occupancy[:, None] * Q
