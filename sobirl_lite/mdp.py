@@ -349,12 +349,34 @@ def solve_policy_system(mdp: TabularMDP, pi, b, transpose: bool = False):
 # --------------------------------------------------------------------------------------------------------------
 # Generators
 # --------------------------------------------------------------------------------------------------------------
+# above this many (S*A*S) entries the argsort of random_mdp would need gigabytes: draw successors by rejection instead
+# (a different random stream, so every model small enough for the argsort keeps the successors it always had)
+_ARGSORT_LIMIT = 50_000_000
+
+
+def _distinct_successors(rng, rows: int, S: int, branching: int) -> np.ndarray:
+    """(rows, branching) successor indices, distinct within each row, uniform over subsets, in O(rows * branching)
+    memory: draw with replacement, redraw the rows that repeat a state (few when branching << S), and fall back to
+    a per-row permutation for the rest when branching is a large fraction of S."""
+    cols = rng.integers(0, S, size=(rows, branching))
+    for _ in range(100):
+        ordered = np.sort(cols, axis=1)
+        repeats = np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=1))
+        if repeats.size == 0:
+            return cols
+        cols[repeats] = rng.integers(0, S, size=(repeats.size, branching))
+    for r in repeats:  # dense rows (branching close to S): rejection is slow there, a permutation is not
+        cols[r] = rng.permutation(S)[:branching]
+    return cols
+
+
 def random_mdp(S: int, A: int, branching: int | None = None, seed=0, gamma: float = 0.9, tau: float = 1.0,
                reward_scale: float = 1.0, sparse: bool = False) -> TabularMDP:
     """A random MDP: each (s, a) moves to ``branching`` distinct random successors with Dirichlet(1) weights.
 
     ``branching=None`` means every state is a possible successor (dense rows). Rewards are uniform on
-    ``[0, reward_scale]``. Same ``seed``, same MDP. ``sparse=True`` stores ``P`` as CSR (S*A, S).
+    ``[0, reward_scale]``. Same ``seed``, same MDP. ``sparse=True`` stores ``P`` as CSR (S*A, S); with a small
+    ``branching`` it scales to millions of states (successors drawn by rejection when S*A*S exceeds 5e7).
     """
     if S < 1 or A < 1:
         raise ValueError(f"need S >= 1 and A >= 1; got S={S}, A={A}")
@@ -363,8 +385,11 @@ def random_mdp(S: int, A: int, branching: int | None = None, seed=0, gamma: floa
         raise ValueError(f"branching must lie in [1, S={S}]; got {branching}")
     rng = np.random.default_rng(seed)
     weights = rng.dirichlet(np.ones(branching), size=S * A)  # (S*A, branching)
-    # argsort of uniform noise: a random subset of successors per row, without a Python loop
-    cols = np.argsort(rng.random((S * A, S)), axis=1)[:, :branching]
+    if S * A * S <= _ARGSORT_LIMIT:
+        # argsort of uniform noise: a random subset of successors per row, without a Python loop
+        cols = np.argsort(rng.random((S * A, S)), axis=1)[:, :branching]
+    else:
+        cols = _distinct_successors(rng, S * A, S, branching)
     rows = np.repeat(np.arange(S * A), branching)
     P = sp.csr_matrix((weights.ravel(), (rows, cols.ravel())), shape=(S * A, S))
     r = reward_scale * rng.random((S, A))

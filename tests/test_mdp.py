@@ -158,3 +158,20 @@ def test_with_reward_revalidates_only_reward():
     assert new.layout is mdp.layout and np.all(new.r == 1) and np.all(mdp.r[:8] == 0)
     with pytest.raises(ValueError, match="r must have shape"):
         mdp.with_reward(np.ones((9, 3)))
+
+
+def test_random_mdp_scales_to_large_sparse_models():
+    """Past 5e7 entries of S*A*S the successors are drawn by rejection (the argsort would need S*A*S random
+    numbers: 64 GB at S=10^5, A=8); every row still has `branching` distinct successors and sums to one."""
+    from sobirl_lite import mdp as mdp_module
+
+    m = sl.random_mdp(30_000, 8, branching=4, seed=3, sparse=True)
+    assert 30_000 * 8 * 30_000 > mdp_module._ARGSORT_LIMIT
+    P = m.P.tocsr()
+    assert np.all(np.diff(P.indptr) == 4)  # duplicates would have been summed into fewer entries
+    np.testing.assert_allclose(np.asarray(P.sum(axis=1)).ravel(), 1.0)
+    # the same seed gives the same model
+    assert (sl.random_mdp(30_000, 8, branching=4, seed=3, sparse=True).P != P).nnz == 0
+    # branching close to S: rejection rarely succeeds, the per-row permutation finishes the job
+    cols = mdp_module._distinct_successors(np.random.default_rng(0), 50, 12, 11)
+    assert all(len(set(row)) == 11 for row in cols.tolist())
