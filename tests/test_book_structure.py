@@ -83,6 +83,16 @@ def test_tagged_equations_are_not_numbered_twice(docname):
     assert not bad, f"{docname}: a tagged equation in an unstarred environment shows two numbers; star it: {bad}"
 
 
+@pytest.mark.parametrize("docname", TOC_DOCS)
+def test_code_lines_fit_the_column(docname):
+    """Code cells are shown as written: a line over 88 columns scrolls sideways (the browser test measures the same
+    on the rendered page; this catches it without building the book)."""
+    text = book_support.page_source(docname).read_text(encoding="utf-8")
+    long = [line.strip()[:60] for cell in re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, re.M | re.S)
+            for line in cell.splitlines() if len(line) > 88]
+    assert not long, f"{docname}: code lines over 88 columns: {long}"
+
+
 def _bib_keys() -> set[str]:
     return set(re.findall(r"^@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text(encoding="utf-8"), re.M))
 
