@@ -44,20 +44,15 @@ def adjoint_vector(problem: BilevelProblem, mdp, pi, u, system: PolicySystem | N
     return (PolicySystem(mdp, pi) if system is None else system).solve(b, transpose=True)
 
 
-# below this many states a dense LU (2S^3/3 flops) is cheaper than restarted GMRES (tens of S^2 products, each
-# with Python overhead): measured at S=100 (LU 0.1 ms vs GMRES 5 ms) and S=500 in benchmarks/hypergradient.py
-KRYLOV_DENSE_MIN_S = 1000
-
-
 def _system(mdp, sol: SoftSolution) -> PolicySystem:
     """The factorisation of :math:`I-\\gamma P_{\\pi}` for ``sol.pi``: the solver's own when it serves (the same
     policy, or a nearby one refined to round-off), GMRES after value iteration on a sparse or large dense model, a
     fresh one otherwise (see :class:`PolicySystem`)."""
     system = getattr(sol, "system", None)
     # value iteration left no factorisation; it ran because the chain mixes fast, where GMRES converges quickly
-    # (PolicySystem factorises after all if it does not). A small dense LU costs less than GMRES's Python loop.
+    # (PolicySystem factorises after all if it does not), unless a factorisation is cheaper anyway (small dense)
     krylov = (system is None and getattr(sol, "method", "") == "value_iteration"
-              and (mdp.sparse or mdp.S > KRYLOV_DENSE_MIN_S))
+              and PolicySystem.krylov_pays(mdp))
     return PolicySystem(mdp, sol.pi, reuse=system, krylov=krylov)
 
 

@@ -194,6 +194,16 @@ class PolicySystem:
     REUSE_GAP = 1e-3   # largest max|pi - pi'| at which the factors of pi' serve pi (with refinement)
     MAX_REFINE = 30
     KRYLOV_RESTART, KRYLOV_CYCLES, KRYLOV_RTOL = 50, 6, 1e-10
+    # below this many states a dense LU (2S^3/3 flops) costs less than restarted GMRES (tens of S^2 products, each
+    # with Python overhead): at S=100 the hyper-gradient took 12.6 ms with GMRES, 1.4 ms with LU
+    # (benchmarks/hypergradient.py, the S=100 and S=500 dense classes)
+    KRYLOV_DENSE_MIN_S = 1000
+
+    @classmethod
+    def krylov_pays(cls, mdp: "TabularMDP") -> bool:
+        """Whether GMRES is worth trying before a factorisation on ``mdp``: sparse ``P`` (whose LU may fill in, as on
+        a random graph) or a dense model of more than ``KRYLOV_DENSE_MIN_S`` states."""
+        return bool(mdp.sparse or mdp.S > cls.KRYLOV_DENSE_MIN_S)
 
     def __init__(self, mdp: "TabularMDP", pi, reuse: "PolicySystem | None" = None, krylov: bool = False):
         self.pi = np.array(pi, dtype=np.float64)  # a copy: the factors must not follow later edits of pi

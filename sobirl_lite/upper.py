@@ -64,10 +64,10 @@ class UpperValue:
         return self._mdp
 
     def _system(self, pi) -> PolicySystem:
-        # sparse P: restarted GMRES first, since the LU of a fast-mixing sparse chain (a random graph) fills in and
-        # can take minutes; PolicySystem factorises after all where GMRES does not converge (a slow grid). Inside
-        # sharing(), the lower level's own system for this policy is taken instead.
-        return PolicySystem(self._mdp, pi, krylov=self._mdp.sparse)
+        # GMRES first where it pays (sparse P: the LU of a random graph fills in and can take minutes);
+        # PolicySystem factorises after all where GMRES does not converge (a slow grid). Inside sharing(), the
+        # lower level's own system for this policy is taken instead.
+        return PolicySystem(self._mdp, pi, krylov=PolicySystem.krylov_pays(self._mdp))
 
     def evaluate(self, pi, system: PolicySystem | None = None):
         """Unregularised ``(V_u, Q_u)`` of ``pi`` in the upper-level MDP; shapes (S,), (S, A)."""

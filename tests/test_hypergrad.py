@@ -184,7 +184,7 @@ def test_small_dense_model_after_value_iteration_factorises_instead_of_gmres(mon
     assert sol.system is None
     assert hypergrad._system(prob.mdp(x), sol).method == "lu"
     g = sl.hypergradient(prob, x, sol)
-    monkeypatch.setattr(hypergrad, "KRYLOV_DENSE_MIN_S", 10)  # above the threshold: GMRES, same answer
+    monkeypatch.setattr(sl.PolicySystem, "KRYLOV_DENSE_MIN_S", 10)  # above the threshold: GMRES, same answer
     assert hypergrad._system(prob.mdp(x), sol).method == "krylov"
     assert rel_err(sl.hypergradient(prob, x, sol), g) < 1e-10
 
