@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ALGOS, ENV_BACKENDS, LABEL_MODES, MINATAR_SETTINGS, PRECISIONS, Config
+from .config import (ALGOS, ENV_BACKENDS, HYPER_BASELINES, HYPER_EXPECTATIONS, LABEL_MODES, MINATAR_SETTINGS,
+                     PRECISIONS, Config)
 from .presets import PRESETS
 
 D = Config()  # the defaults shown in --help
@@ -46,6 +47,10 @@ FLAGS = [
     ("--reward-lr", "reward_lr", float, f"AdamW learning rate of the reward net (default {D.reward_lr})"),
     ("--labels", "label_mode", str, f"synthetic labels: 'sampled' from Bradley-Terry (authors' code) or 'deterministic' (default {D.label_mode})"),
     ("--hyper-warmup-steps", "hyper_warmup_steps", int, f"SoBiRL uses pure BCE until this global step, then adds the (78) term (default {D.hyper_warmup_steps:,})"),
+    ("--hyper-expectation", "hyper_expectation", str, "SoBiRL's (78) term: E_a r_x(s, a) under the current policy ('policy', the paper) or under the uniform distribution ('uniform', what the authors' code computes in effect; not the paper's algorithm) (default policy)"),
+    ("--hyper-baseline", "hyper_baseline", str, "weight of a pair's (78) term: its preference loss ('none', the paper) or that loss minus the mean loss of the other pairs of the mini-batch ('leave-one-out'; not the paper's algorithm) (default none)"),
+    ("--eval-every", "eval_every", int, f"agent steps between evaluations (greedy and stochastic policy on separate games); 0 = none (default {D.eval_every:,}; MinAtar {MINATAR_SETTINGS['eval_every']:,})"),
+    ("--eval-episodes", "eval_episodes", int, f"games per evaluation and policy (default {D.eval_episodes})"),
     ("--env-backend", "env_backend", str, f"'gym' (gymnasium wrappers; exact resume) or 'vector' (ale-py C++ AtariVectorEnv; faster) (default {D.env_backend})"),
     ("--num-envs", "num_envs", int, f"parallel games (needs --env-backend vector when > 1) (default {D.num_envs})"),
     ("--env-threads", "env_threads", int, "worker threads of the vector backend; 0 = ale-py's choice (default 0)"),
@@ -53,7 +58,8 @@ FLAGS = [
     ("--checkpoint-every", "checkpoint_every", int, f"agent steps between checkpoints; one is also written on Ctrl-C and at the end (default {D.checkpoint_every:,})"),
     ("--threads", "threads", int, "torch CPU threads; 0 = torch's default (default 0)"),
 ]
-CHOICES = {"label_mode": LABEL_MODES, "env_backend": ENV_BACKENDS}
+CHOICES = {"label_mode": LABEL_MODES, "env_backend": ENV_BACKENDS, "hyper_expectation": HYPER_EXPECTATIONS,
+           "hyper_baseline": HYPER_BASELINES}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,9 @@ import dataclasses
 from dataclasses import dataclass
 
 ALGOS = ("sobirl", "drlhf", "sac")
+# Variants of SoBiRL's hyper term (chapter 9); the first of each is the paper's (78). See estimator.py.
+HYPER_EXPECTATIONS = ("policy", "uniform")
+HYPER_BASELINES = ("none", "leave-one-out")
 ENV_BACKENDS = ("gym", "vector")
 LABEL_MODES = ("sampled", "deterministic")
 
@@ -42,6 +45,7 @@ MINATAR_SETTINGS = dict(
     pref_buffer_size=1_000,  # FIFO: holds every pair of a run
     hyper_warmup_steps=10_000,  # (78) joins BCE after a third of the run (the paper: after 1e5 of 4.3M steps)
     checkpoint_every=5_000,
+    eval_every=5_000,  # 6 evaluations in a 30k-step run, 12 in a 60k one
 )
 
 
@@ -100,6 +104,12 @@ class Config:
     label_temperature: float = 1.0  # temperature of the synthetic Bradley-Terry labeller
     return_diff_clip: float = 50.0  # Bradley-Terry return-difference clip
     hyper_warmup_steps: int = 100_000  # coef = 1/alpha only once global_step > 1e5, else 0 (pure BCE)
+    hyper_expectation: str = "policy"  # (78)'s E_a r_x(s, a) under pi_k (paper) or "uniform" (authors' code, in effect)
+    hyper_baseline: str = "none"  # weight of a pair's hyper term: l_x (paper) or "leave-one-out" (l_x minus the others' mean)
+
+    # --- evaluation (not in the paper: separate games, so that a return is not the training policy's) ----------
+    eval_every: int = 100_000  # agent steps between evaluations, at the end of an outer iteration; 0 = none
+    eval_episodes: int = 5  # whole games per evaluation with the greedy policy, and as many with the stochastic one
 
     # --- bookkeeping ------------------------------------------------------------------------------------------
     checkpoint_every: int = 50_000  # agent steps between checkpoints (also written on Ctrl-C)
@@ -119,6 +129,12 @@ class Config:
         need(self.env_backend in ENV_BACKENDS, f"env_backend must be one of {ENV_BACKENDS}, got {self.env_backend!r}")
         need(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        need(self.hyper_expectation in HYPER_EXPECTATIONS,
+             f"hyper_expectation must be one of {HYPER_EXPECTATIONS}, got {self.hyper_expectation!r}")
+        need(self.hyper_baseline in HYPER_BASELINES,
+             f"hyper_baseline must be one of {HYPER_BASELINES}, got {self.hyper_baseline!r}")
+        need(self.algo == "sobirl" or (self.hyper_expectation, self.hyper_baseline) == ("policy", "none"),
+             f"--hyper-expectation and --hyper-baseline change SoBiRL's (78) term; {self.algo} has none")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("total_steps", "num_envs", "buffer_size", "batch_size", "update_every", "target_update_every",
@@ -126,7 +142,8 @@ class Config:
                      "frame_skip", "frame_stack", "screen_size", "max_episode_frames", "schedule_iterations"):
             need(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         for name in ("learning_starts", "initial_pairs", "warmup_epochs", "pairs_per_iter", "total_pairs",
-                     "hyper_warmup_steps", "noop_max", "reward_epochs", "threads", "env_threads", "seed"):
+                     "hyper_warmup_steps", "noop_max", "reward_epochs", "threads", "env_threads", "seed",
+                     "eval_every", "eval_episodes"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(0.0 < self.gamma < 1.0, f"gamma must lie in (0, 1), got {self.gamma}")
         need(self.alpha0 > 0.0, f"alpha0 must be positive, got {self.alpha0}")
@@ -175,10 +192,22 @@ class Config:
         return cls(**d)
 
 
+def arm_name(algo: str, hyper_expectation: str = "policy", hyper_baseline: str = "none") -> str:
+    """What a run is, for names and groups: ``"sobirl"`` for the paper's (78), plus a suffix per variant flag
+    (``"sobirl-uniform"``, ``"sobirl-loo"``); ``"drlhf"`` and ``"sac"`` as they are."""
+    return algo + ("-uniform" if hyper_expectation == "uniform" else "") + \
+        ("-loo" if hyper_baseline == "leave-one-out" else "")
+
+
+def config_arm(cfg: dict) -> str:
+    """:func:`arm_name` of a run's saved config (older configs, without the variant fields, are the paper's)."""
+    return arm_name(cfg["algo"], cfg.get("hyper_expectation", "policy"), cfg.get("hyper_baseline", "none"))
+
+
 def config_differences(saved: dict, new: dict, ignore=RESUMABLE_FIELDS) -> dict:
     """``{field: (saved, new)}`` for every field that differs, except the ones a resume may change."""
     keys = (set(saved) | set(new)) - set(ignore)
     return {k: (saved.get(k), new.get(k)) for k in sorted(keys) if saved.get(k) != new.get(k)}
 
 
-__all__ = ["Config", "ALGOS", "ENV_BACKENDS", "LABEL_MODES", "RESUMABLE_FIELDS", "config_differences"]
+__all__ = ["Config", "ALGOS", "HYPER_EXPECTATIONS", "HYPER_BASELINES", "arm_name", "config_arm", "ENV_BACKENDS", "LABEL_MODES", "RESUMABLE_FIELDS", "config_differences"]

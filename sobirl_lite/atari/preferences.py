@@ -139,6 +139,13 @@ class PreferenceBuffer:
         self.total_added = int(d["total_added"])
 
 
+# What one reward epoch reports (means over its mini-batches): the loss, the mean BCE, the mean hyper term, the mean
+# surrogate, the mean weight of a pair's hyper term (l_x or l_x minus its baseline) and the fraction of pairs whose
+# Bradley-Terry logit sits at the clip (zero BCE gradient there).
+EPOCH_STATS = ("reward_loss", "bce", "hyper", "surrogate", "hyper_weight", "saturated")
+_PART_KEYS = {"hyper_weight": "weight"}
+
+
 class RewardLearner:
     """Trains ``r_x`` on the preference buffer with AdamW (lr 3e-4, weight decay 0.01, constant LR).
 
@@ -154,32 +161,36 @@ class RewardLearner:
 
     def epoch(self, prefs: PreferenceBuffer, actor=None, coef: float = 0.0,
               generator: torch.Generator | None = None) -> dict:
-        """One pass over ``prefs`` in shuffled mini-batches; returns the mean ``loss, bce, hyper, surrogate``.
+        """One pass over ``prefs`` in shuffled mini-batches; returns the means of :data:`EPOCH_STATS`.
 
-        ``actor`` (the current SAC actor ``pi_k``) is evaluated without gradient when ``coef != 0``.
+        ``actor`` (the current SAC actor ``pi_k``) is evaluated without gradient when ``coef != 0`` and the hyper
+        term takes its expectation under ``pi_k`` (``cfg.hyper_expectation == "policy"``, the paper's (78)).
         """
         self.net.train()
         n, B, T = len(prefs), self.cfg.reward_batch_size, prefs.length
+        expectation = getattr(self.cfg, "hyper_expectation", "policy")
+        baseline = getattr(self.cfg, "hyper_baseline", "none")
         order = prefs.oldest_first()[torch.randperm(n, generator=generator, device="cpu").to(prefs.device)]
-        sums = torch.zeros(4, device=prefs.device)
+        sums = torch.zeros(len(EPOCH_STATS), device=prefs.device)
         batches = 0
         for idx in order.split(B):
             b = idx.numel()
             obs = segment_stacks(prefs.frames[idx], prefs.stack)  # (b*2*T, 4, H, W)
             r_all = self.net(obs).view(b, 2, T, -1)
             probs = None
-            if coef != 0.0:
+            if coef != 0.0 and expectation == "policy":
                 with torch.no_grad():
                     probs = actor.probs(obs)[0].view(b, 2, T, -1)
             loss, parts = practical_sobirl_loss(r_all, prefs.actions[idx], prefs.labels[idx], probs, coef,
-                                                self.cfg.return_diff_clip)
+                                                self.cfg.return_diff_clip, expectation=expectation,
+                                                baseline=baseline)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            sums += torch.stack([loss.detach(), parts["bce"], parts["hyper"], parts["surrogate"]])
+            sums += torch.stack([loss.detach(), *(parts[_PART_KEYS.get(k, k)] for k in EPOCH_STATS[1:])])
             batches += 1
         means = (sums / max(batches, 1)).tolist()
-        return dict(zip(("reward_loss", "bce", "hyper", "surrogate"), means))
+        return dict(zip(EPOCH_STATS, means))
 
 
 @torch.no_grad()

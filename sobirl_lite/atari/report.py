@@ -20,14 +20,16 @@ import warnings
 
 import numpy as np
 
+from .config import config_arm
 from .logs import RunLog, read_run, running_mean
 
 PANELS = (("episode", "episode_return", "episodic return (unclipped score)", "return"),
           ("episode", "episode_length", "episode length (agent steps)", "episode length"),
           ("iteration", "pref_acc", "accuracy on the buffer (ties excluded)", "preference accuracy"),
           ("iteration", "bce", "mean BCE of the reward epoch", "reward-learning loss"))
-NAMES = {"sobirl": "SoBiRL", "drlhf": "DRLHF", "sac": "SAC (true reward)"}
-COLORS = {"sobirl": "C0", "drlhf": "C1", "sac": "C2"}
+NAMES = {"sobirl": "SoBiRL", "drlhf": "DRLHF", "sac": "SAC (true reward)",
+         "sobirl-uniform": "SoBiRL, uniform E (variant)", "sobirl-loo": "SoBiRL, leave-one-out (variant)"}
+COLORS = {"sobirl": "C0", "drlhf": "C1", "sac": "C2", "sobirl-uniform": "C3", "sobirl-loo": "C4"}
 
 
 def is_run(path: str) -> bool:
@@ -53,8 +55,9 @@ def collect_runs(paths) -> list[RunLog]:
 
 
 def group_key(run: RunLog) -> tuple[str, str]:
+    """``(env_id, arm)``: the arm is the algorithm, with a suffix for a variant of SoBiRL's term (``sobirl-loo``)."""
     cfg = run.meta["config"]
-    return cfg.get("env_id", "ALE/BeamRider-v5"), cfg["algo"]
+    return cfg.get("env_id", "ALE/BeamRider-v5"), config_arm(cfg)
 
 
 def group_runs(runs) -> dict[tuple[str, str], list[RunLog]]:
@@ -118,14 +121,14 @@ def summarize(runs, last: int = 10, heldout_iters: int = 10) -> list[dict]:
 
 def format_summary(rows) -> str:
     """The table ``summary`` prints."""
-    head = (f"{'environment':18s} {'algo':7s} {'runs':>4s} {'steps':>9s} {'games':>6s} "
+    head = (f"{'environment':18s} {'arm':14s} {'runs':>4s} {'steps':>9s} {'games':>6s} "
             f"{'return (last N)':>19s} {'pref acc':>8s} {'held-out':>8s} {'wall min':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         ret = f"{r['return']:.1f}" + ("" if math.isnan(r["return_se"]) else f" +- {r['return_se']:.1f}")
         acc = "-" if math.isnan(r["pref_acc"]) else f"{r['pref_acc']:.3f}"
         held = "-" if math.isnan(r["heldout_pref_acc"]) else f"{r['heldout_pref_acc']:.3f}"
-        lines.append(f"{r['env']:18s} {r['algo']:7s} {r['runs']:4d} {r['steps']:9,d} {r['games']:6d} "
+        lines.append(f"{r['env']:18s} {r['algo']:14s} {r['runs']:4d} {r['steps']:9,d} {r['games']:6d} "
                      f"{ret:>19s} {acc:>8s} {held:>8s} {r['wall_min']:8.1f}")
         if r["mixed"]:
             lines.append(f"  warning: these runs differ in more than the seed: {', '.join(r['mixed'])}")

@@ -37,6 +37,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from .config import arm_name
+
 DONE_NAME = "done.json"
 LOCK_NAME = ".lock"
 PID_NAME = "worker.pid"
@@ -67,6 +69,11 @@ def env_short_name(env_id: str) -> str:
     return env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "").lower()
 
 
+def _flag_value(flags, flag: str, default: str) -> str:
+    flags = list(flags)
+    return flags[flags.index(flag) + 1] if flag in flags else default
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One cell of the grid. ``flags`` are further ``train`` flags, the same for every run of the sweep."""
@@ -78,8 +85,15 @@ class RunSpec:
     flags: tuple = ()
 
     @property
+    def arm(self) -> str:
+        """The algorithm and, for a variant of SoBiRL's (78) term, its flags: ``sobirl``, ``sobirl-uniform``,
+        ``sobirl-loo``, ``sobirl-uniform-loo``."""
+        return arm_name(self.algo, _flag_value(self.flags, "--hyper-expectation", "policy"),
+                        _flag_value(self.flags, "--hyper-baseline", "none"))
+
+    @property
     def name(self) -> str:
-        return f"{env_short_name(self.env_id)}-{self.algo}-s{self.seed}"
+        return f"{env_short_name(self.env_id)}-{self.arm}-s{self.seed}"
 
     def train_argv(self, run_dir: str, resume: bool) -> list[str]:
         """The ``python -m sobirl_lite.atari`` arguments of this run."""
@@ -298,6 +312,10 @@ def main_from_args(args, flags, argv) -> int:
         bad = [a for a in algos if a not in ALGOS]
         if bad or not algos:
             raise ValueError(f"unknown algorithm(s) {bad} in --algos; choose from {', '.join(ALGOS)}")
+        variant = [f for f in ("hyper_expectation", "hyper_baseline") if getattr(args, f, None) is not None]
+        if variant and algos != ["sobirl"]:
+            raise ValueError(f"--{variant[0].replace('_', '-')} changes SoBiRL's (78) term: sweep it with "
+                             f"--algos sobirl alone (got --algos {','.join(algos)})")
         envs = [e.strip() for e in args.env.split(",") if e.strip()]
         extra = []
         for flag, field, _, _ in flags:

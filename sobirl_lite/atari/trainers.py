@@ -18,8 +18,10 @@ One outer iteration ``k`` of :meth:`Trainer.train`, top to bottom:
    0: ``initial_pairs`` pairs and ``warmup_epochs`` epochs of pure BCE). For SoBiRL the coefficient is
    ``1/alpha_k`` once ``global_step > hyper_warmup_steps``.
 
-Logging: one CSV row per finished game (``kind=episode``: unclipped score, length) and one per outer iteration
-(``kind=iteration``: preference accuracy, losses, temperature, steps/s), plus TensorBoard if it is installed.
+Logging: one CSV row per finished game (``kind=episode``: unclipped score, length), one per outer iteration
+(``kind=iteration``: preference accuracy, losses, temperature, steps/s) and one per evaluation every ``eval_every``
+steps (``kind=eval``: greedy and stochastic returns on separate games, see :mod:`.evaluation`), plus TensorBoard if it
+is installed.
 Checkpoints every ``checkpoint_every`` steps and on Ctrl-C; :meth:`Trainer.train` resumes from one exactly (with the
 ``gym`` backend, bit-for-bit; with the ``vector`` backend the games in progress are restarted).
 """
@@ -44,6 +46,7 @@ from .checkpoint import (CHECKPOINT_NAME, FORMAT, CheckpointError, atomic_torch_
 from .config import Config
 from .env import EpisodeTracker, clip_reward, make_env
 from .estimator import sobirl_coefficient
+from .evaluation import EVAL_STATS, evaluate
 from .preferences import (PreferenceBuffer, RewardLearner, new_pairs_schedule, pair_accuracy, preference_accuracy,
                           sample_segment_pairs, synthetic_labels)
 from .networks import make_reward_net
@@ -53,10 +56,11 @@ from .sac import SAC_STATS, DiscreteSAC
 CSV_FIELDS = ("kind", "global_step", "iteration", "episode_return", "episode_length", "pref_acc", "label_acc",
               "reward_loss", "bce", "hyper", "surrogate", "coef", "n_pairs", "updates", *SAC_STATS, "alpha",
               "lr_frac", "sps", "wall_s", "heldout_pref_acc", "heldout_label_acc", "heldout_pairs",
-              "r_mean", "r_std", "r_clamped")
+              "r_mean", "r_std", "r_clamped", "hyper_weight", "saturated", *EVAL_STATS)
 # r_mean, r_std, r_clamped: the learned reward r_x(s, a) on the SAC batches of the iteration, before the clamp (mean
 # over updates of the batch mean, of the batch std, and of the fraction of |r| >= reward_clamp).
 # heldout_*: accuracy of the reward model on the iteration's new pairs *before* it trains on them.
+# hyper_weight, saturated: see preferences.EPOCH_STATS. eval_*: the rows of kind=eval (evaluation.py).
 R_STATS = ("r_mean", "r_std", "r_clamped")
 CSV_NAME = "progress.csv"
 CONFIG_NAME = "config.json"
@@ -470,6 +474,11 @@ class Trainer:
                         row |= dict(zip(R_STATS, (self.r_sums / self.phase_updates).tolist()))
                 row |= pref
                 self._log(row)
+                if cfg.eval_every and (self.global_step // cfg.eval_every
+                                       > (self.global_step - self.phase_steps) // cfg.eval_every):
+                    self._log({"kind": "eval", "global_step": self.global_step, "iteration": self.iteration,
+                               **evaluate(self.agent.actor, cfg, self.global_step, self.device),
+                               "wall_s": round(self._wall(), 3)})
                 self.iteration += 1
                 self.phase_steps, self.phase_wall, self.phase_updates = 0, 0.0, 0
                 self.sac_sums.zero_()
