@@ -209,3 +209,19 @@ def test_evaluation_leaves_training_unchanged_and_resumes_exactly(variant, tmp_p
         assert all(abs(float(r["hyper_weight"])) < 1e-5 for r in on)  # leave-one-out weights average to zero
     else:
         assert all(float(r["hyper_weight"]) > 0 for r in on)  # l_x >= 0: the paper's weight has no baseline
+
+
+@pytest.mark.parametrize("backend,num_envs", [("gym", 1), ("vector", 2)])
+def test_evaluation_plays_whole_beamrider_games_on_both_backends(backend, num_envs):
+    """Evaluation on the Atari backends: the requested number of games, cut at the frame cap (here 100 agent steps),
+    with a SeedSequence seed above 2**31 (ale-py's vector reset takes a C int)."""
+    from sobirl_lite.atari.evaluation import eval_seed, evaluate
+    from sobirl_lite.atari.sac import DiscreteSAC
+
+    cfg = Config(max_episode_frames=400, eval_episodes=3, env_backend=backend, num_envs=num_envs)
+    actor = DiscreteSAC(9, cfg, "cpu").actor
+    assert max(eval_seed(cfg.seed, s, k) for s in (100_000, 200_000) for k in (0, 1)) > 2**31 - 1
+    out = evaluate(actor, cfg, 100_000, "cpu")
+    assert out["eval_games"] == 3
+    assert out["eval_length_greedy"] <= 100 and out["eval_length_stochastic"] <= 100
+    assert 0.0 <= out["eval_entropy"] <= float(torch.log(torch.tensor(9.0))) + 1e-6
