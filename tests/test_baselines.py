@@ -1,4 +1,4 @@
-"""The Table-1 baselines on tabular problems: exact HGD, ITD, PBRL (spec §8.2) and PARL (spec §8.1)."""
+"""The Table-1 baselines on tabular problems: exact HGD, ITD, PBRL (Shen, Yang & Chen 2024) and PARL (Chakraborty et al. 2024)."""
 import numpy as np
 import pytest
 

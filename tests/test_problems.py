@@ -1,4 +1,4 @@
-"""The synthetic problem (spec §3) and the reward-shaping problem (spec §5)."""
+"""The synthetic problem (chapter 4) and the reward-shaping problem (Section 3.3 of Yang et al.)."""
 import numpy as np
 import pytest
 import torch

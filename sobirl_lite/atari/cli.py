@@ -1,6 +1,6 @@
 """Command line: ``python -m sobirl_lite.atari train --algo {sobirl,drlhf,sac} --steps N --seed S --out runs/NAME``.
 
-Every :class:`~.config.Config` field a run may need to change has a flag; the defaults are spec §6.2's settings
+Every :class:`~.config.Config` field a run may need to change has a flag; the defaults are the settings of Appendix I.2 of Yang et al.
 (the paper's budget: 4.3M steps, which needs a GPU). A CPU smoke run scales everything down, e.g.::
 
     python -m sobirl_lite.atari train --algo sobirl --steps 3000 --out runs/smoke \\
@@ -65,7 +65,7 @@ CHOICES = {"label_mode": LABEL_MODES, "env_backend": ENV_BACKENDS, "hyper_expect
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sobirl_lite.atari",
-        description="Practical SoBiRL, DRLHF and SAC on Atari BeamRider (spec §6): train, log, checkpoint, resume.")
+        description="Practical SoBiRL, DRLHF and SAC on Atari BeamRider (Appendix I of Yang et al.): train, log, checkpoint, resume.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train one algorithm (see 'train --help')",
                        description="Train one algorithm on BeamRider. Writes progress.csv, config.json and "
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="run size: smoke (minutes, learns nothing), cpu (the book's CPU runs, ~1 h on a core), "
                         "paper (the paper's settings, a GPU run); explicit flags override it (default: paper)")
-    g = p.add_argument_group("scaled-down and advanced settings (defaults = the paper's, spec §6.2)")
+    g = p.add_argument_group("scaled-down and advanced settings (defaults = the paper's, Appendix I.2)")
     for flag, field, typ, text in FLAGS:
         kw = {"type": typ, "default": None, "help": text, "metavar": field.upper()}
         if field in CHOICES:

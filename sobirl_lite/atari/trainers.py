@@ -1,4 +1,4 @@
-"""Algorithm 3 (practical SoBiRL) and its two baselines, sharing everything but the reward loss (spec §6).
+"""Algorithm 3 (practical SoBiRL) and its two baselines, sharing everything but the reward loss (Appendix I of Yang et al.).
 
 =========================  ===========================================================================================
 ``practical_sobirl``       reward net trained on the surrogate of estimator (78): BCE + BCE.detach() * (1/alpha) * hypers
