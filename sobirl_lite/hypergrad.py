@@ -21,7 +21,7 @@ import numpy as np
 
 # torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
-from .problem import BilevelProblem
+from .bilevel import BilevelProblem
 from .soft import SoftSolution, solve_soft_mdp, solve_tolerance
 from .mdp import PolicySystem, sharing
 

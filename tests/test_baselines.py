@@ -6,7 +6,7 @@ import sobirl_lite as sl
 from sobirl_lite.algorithms import (ExactHGDConfig, ITDConfig, PARLConfig, PBRLConfig, exact_hgd, itd, parl,
                                     parl_hypergradient, pbrl, unrolled_step, value_penalty, value_penalty_gradients)
 from sobirl_lite.algorithms._common import direct_solve_cost, policy_evaluation_iterative
-from sobirl_lite.problems import synthetic_problem
+from sobirl_lite.instances import synthetic_problem
 
 from helpers import linear_problem, rel_err
 

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 import sobirl_lite as sl
 from sobirl_lite.algorithms import History, MSoBiRLConfig, m_sobirl
-from sobirl_lite.problems import synthetic_problem
+from sobirl_lite.instances import synthetic_problem
 
 from helpers import linear_problem
 

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve, svds
 
 from ..hypergrad import adjoint_vector
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ._common import (DIVERGENCE_FACTOR, DivergenceError, RunOptions, TrueGradientTracker, check_array,
                       check_positive, check_x0, descend, direct_solve_cost, log_iteration, progress_range,
                       soft_max_rows, softmax_rows)

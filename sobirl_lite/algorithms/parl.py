@@ -34,7 +34,7 @@ import numpy as np
 
 # torch is imported inside the functions that use it: the rest of the package runs without it (Pyodide).
 
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ._common import (RunOptions, TrueGradientTracker, check_array, check_positive, check_x0, descend, direct_solve_cost,
                       progress_range, soft_max_rows)
 from .history import History

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..mdp import solve_policy_system
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ..soft import solve_soft_mdp
 from ._common import (RunOptions, TrueGradientTracker, check_array, check_positive, check_x0, descend,
                       direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range, soft_max_rows,

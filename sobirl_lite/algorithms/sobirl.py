@@ -17,7 +17,7 @@ isolates the estimator's own noise.
 
 The two problem kinds:
 
-* a :class:`~sobirl_lite.problem.BilevelProblem` whose upper level is an
+* a :class:`~sobirl_lite.bilevel.BilevelProblem` whose upper level is an
   :class:`~sobirl_lite.upper.UpperValue` (reward shaping): :math:`l(\\tau)=-\\sum_t\\gamma^t r_u`, :math:`N=1`;
 * an :class:`~sobirl_lite.rlhf.RLHFSetup`: :math:`l_x=` BCE of the Bradley–Terry model on labelled segment pairs,
   :math:`N=2`. Each iteration queries ``pairs_per_iteration`` new pairs from :math:`\\pi_k`, labels them and pushes
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..estimators import (ReturnLoss, estimate_hypergradient, sample_discounted_visits,
                           sample_tuples, soft_q_from_visits, truncation_horizon)
 from ..hypergrad import hypergradient, phi as exact_phi
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ..rlhf import PreferenceBuffer, RLHFSetup
 from ..sampling import TabularEnv
 from ..soft import evaluate_policy, softmax_policy

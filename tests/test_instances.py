@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import sobirl_lite as sl
-from sobirl_lite.problems import (AffineReward, QuadraticFormReward, hard_synthetic_problem, potential_features,
+from sobirl_lite.instances import (AffineReward, QuadraticFormReward, hard_synthetic_problem, potential_features,
                                   shaping_problem, state_bonus_features, synthetic_problem)
 
 

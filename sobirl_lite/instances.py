@@ -18,7 +18,7 @@ import numpy as np
 # torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 from .mdp import TabularMDP, gridworld
-from .problem import BilevelProblem
+from .bilevel import BilevelProblem
 from .rewards import _Reward, real_array
 from .upper import QuadraticUpper, UpperValue
 
