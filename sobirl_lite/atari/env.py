@@ -1,4 +1,4 @@
-"""BeamRider and MinAtar environments with one batched interface (spec §6.2 "Atari wrappers").
+"""BeamRider and MinAtar environments with one batched interface (Appendix I.2 of Yang et al., "Atari wrappers").
 
 Two Atari backends give the learner the same thing (and :class:`MinAtarEnv` gives it for MinAtar games, selected by
 an ``env_id`` of the form ``"minatar:GAME"`` in :func:`make_env`):

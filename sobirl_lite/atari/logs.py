@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .trainers import CONFIG_NAME, CSV_FIELDS, CSV_NAME
+from .run_files import CONFIG_NAME, CSV_FIELDS, CSV_NAME
 
 
 def _float(v: str) -> float:
