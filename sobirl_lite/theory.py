@@ -1,10 +1,13 @@
-"""The constants of the convergence theory (Assumptions 6.1-6.3, Prop. 6.5, Theorem 6.6) for the book's problems.
+"""The constants of the convergence theory (Assumptions 6.1-6.3, Props. G.4 and 6.5, Theorems 6.4 and 6.6).
 
 The paper states its assumptions and rates with constants it does not write out. This module fixes the norms,
-computes every constant for a given problem on the ball :math:`\\|x\\|\\le R` (where the iterates of a run stay), and
-assembles the Lipschitz constant of the hyper-gradient and the bias constant of the model-free estimator from them.
-The derivations are in the book's convergence chapter; the tests check each bound against sampled ratios and
-against instances where it is attained.
+computes every constant for a given problem on the ball :math:`\\|x\\|\\le X` (that every iterate stays in it is a
+hypothesis of the book's theorems; :func:`check_in_ball` checks it), and assembles from them the Lipschitz constant
+of the hyper-gradient and the bias constant of the estimator built from an inexact policy: model-based
+(:func:`theory_constants`, Prop. G.4 and the book's variant of Theorem 6.6) and for a trajectory loss
+(:func:`trajectory_constants`, the paper's Theorem 6.6). The derivations are in the book's convergence chapter; the
+tests check each bound against sampled ratios and against instances where it is attained, and
+``tests/test_theory_mutations.py`` records which wrong constants those checks catch.
 
 Norms (the book's choice):
 
@@ -157,8 +160,8 @@ def upper_constants(upper, S: int, A: int) -> UpperConstants:
 
     * :class:`~sobirl_lite.upper.QuadraticUpper`, :math:`f=\\frac12\\|x\\|^2+\\frac12\\|\\pi\\|^2`: :math:`\\nabla_\\pi f=\\pi`,
       so :math:`C_f=1`, :math:`L_f=1`;
-    * :class:`~sobirl_lite.upper.UpperValue`, :math:`\\nabla_\\pi f(s,a)=-d^\\pi_u(s)Q^\\pi_u(s,a)` with the
-      unnormalised occupancy :math:`d^\\pi_u=(I-\\gamma P_{u,\\pi})^{-\\top}\\mu_u` (total mass :math:`\\kappa_u`) and
+    * :class:`~sobirl_lite.upper.UpperValue`, :math:`\\nabla_\\pi f(s,a)=-\\nu^\\pi_u(s)Q^\\pi_u(s,a)` with the
+      unnormalised occupancy :math:`\\nu^\\pi_u=(I-\\gamma P_{u,\\pi})^{-\\top}\\mu_u` (total mass :math:`\\kappa_u`) and
       :math:`|Q^\\pi_u|\\le\\kappa_u\\bar r_u`: :math:`C_f=\\kappa_u^2\\bar r_u`,
       :math:`L_f=2\\gamma_u\\kappa_u^3\\bar r_u` (:math:`\\bar r_u=\\max|r_u|`).
     """
@@ -359,10 +362,11 @@ def return_loss_constants(r_u_max: float, gamma_u: float) -> LossConstants:
 
 def bce_loss_constants(segment_length: int, radius: float) -> LossConstants:
     """RLHF with a tabular reward :math:`r_x=x` and Bradley-Terry on undiscounted segment returns of length
-    :math:`H`: :math:`l_x=\\mathrm{BCE}(y,\\sigma(R_x(\\tau^1)-R_x(\\tau^2)))` with :math:`\\nabla_xR_x(\\tau)=c(\\tau)` the
-    visit counts. :math:`|R_x(\\tau^1)-R_x(\\tau^2)|\\le\\|c^1-c^2\\|_2R\\le\\sqrt2HR`, so
-    :math:`C_l=\\log(1+e^{\\sqrt2HR})`, :math:`L'_l=\\sqrt2H` and, since :math:`\\sigma'\\le\\frac14`,
-    :math:`L_l=\\frac14\\cdot2H^2=H^2/2`."""
+    :math:`H`: :math:`l_x=\\mathrm{BCE}(y,\\sigma(R_x(\\zeta^1)-R_x(\\zeta^2)))` with :math:`\\nabla_xR_x(\\zeta)=c(\\zeta)`
+    the visit counts. On the ball of radius :math:`X` (``radius``),
+    :math:`|R_x(\\zeta^1)-R_x(\\zeta^2)|\\le\\|c^1-c^2\\|_2X\\le\\sqrt2HX`, so :math:`C_l=\\log(1+e^{\\sqrt2HX})`,
+    :math:`L'_l=\\sqrt2H` and, since :math:`\\sigma'\\le\\frac14`, :math:`L_l=\\frac14\\cdot2H^2=H^2/2`. All three are
+    attained by two segments on different state-action pairs (``tests/test_theory.py``)."""
     H, R = int(segment_length), _check_radius(radius)
     if H < 1:
         raise ValueError(f"segment_length must be positive; got {H}")
