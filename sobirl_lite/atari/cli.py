@@ -8,14 +8,17 @@ Every :class:`~.config.Config` field a run may need to change has a flag; the de
         --pairs-per-iter 4 --pref-buffer-size 100 --hyper-warmup-steps 1000 --batch-size 32
 
 Exit status: 0 when the run reached ``--steps``, 130 when stopped by Ctrl-C (checkpoint written; continue with the
-same command plus ``--resume``), 2 for invalid flags or an unusable checkpoint.
+same command plus ``--resume``), 2 for invalid flags, an unknown game, an unusable ``--out`` or checkpoint (one line
+on stderr, no traceback).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .flags import add_train_parser, config_from_args
+from .env import check_env_id
+from .flags import add_train_parser, config_from_args, out_dir_problem
 from .sweep import add_sweep_parser, main_from_args
 
 
@@ -43,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_args_problem(args) -> str | None:
+    """What is wrong with the options of ``summary`` or ``plot`` (one line), or ``None``."""
+    if args.command == "summary":
+        return None if args.last >= 1 else f"--last {args.last}: give the number of final games to average (>= 1)"
+    if args.window < 1:
+        return f"--window {args.window}: give the number of games of the running mean (>= 1)"
+    if os.path.isdir(args.out):
+        return f"--out {args.out} is a directory: give the path of the PNG file to write, e.g. {args.out}/runs.png"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -53,11 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("summary", "plot"):
         from .report import main_plot, main_summary
 
+        problem = report_args_problem(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         try:
             if args.command == "summary":
                 return main_summary(args.runs, last=args.last)
             return main_plot(args.runs, args.out, window=args.window)
-        except (ValueError, OSError) as exc:
+        except OSError as exc:  # e.g. a folder one cannot write to
+            print(f"error: cannot write --out {args.out} ({exc.strerror or exc}): choose a path you can write to",
+                  file=sys.stderr)
+            return 2
+        except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if args.command == "sweep":
@@ -65,10 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         cfg.validate()
+        check_env_id(cfg.env_id)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the usage line
     from .checkpoint import CheckpointError
-    from .trainers import run
+    from .trainers import resolve_device, run
+
+    try:
+        resolve_device(cfg.device)  # before --out is made: a run that cannot start leaves nothing behind
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = out_dir_problem(args.out, create=not args.resume)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     try:
         status = run(cfg, args.out, resume=args.resume, command=["python", "-m", "sobirl_lite.atari", *argv])

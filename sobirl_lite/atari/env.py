@@ -231,6 +231,27 @@ def minatar_game(env_id: str) -> str:
     return game
 
 
+def check_env_id(env_id: str) -> None:
+    """Raise ``ValueError`` with a one-line reason unless ``env_id`` names an environment this pipeline runs:
+    ``minatar:GAME`` with a game of :data:`MINATAR_CHANNELS`, or an Atari game that gymnasium knows through ale-py
+    (e.g. ``ALE/BeamRider-v5``)."""
+    if is_minatar(env_id):
+        minatar_game(env_id)
+        return
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    hint = (f"use an Atari id of ale-py such as ALE/BeamRider-v5, or "
+            f"{', '.join(MINATAR_PREFIX + g for g in MINATAR_CHANNELS)}")
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ValueError(f"unknown environment {env_id!r} ({exc}); {hint}") from None
+    if "ale_py" not in str(spec.entry_point):
+        raise ValueError(f"{env_id!r} is a gymnasium environment but not an Atari game; {hint}")
+
+
 def pack_channels(state: np.ndarray) -> np.ndarray:
     """MinAtar state ``(10, 10, C)`` bool, ``C <= 8`` -> one ``(10, 10)`` uint8 frame, channel ``c`` in bit ``c``.
 

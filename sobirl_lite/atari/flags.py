@@ -7,6 +7,7 @@ run and parses each run's ``train`` arguments in its worker) import this module;
 from __future__ import annotations
 
 import argparse
+import os
 
 from .config import (ALGOS, ENV_BACKENDS, HYPER_BASELINES, HYPER_EXPECTATIONS, LABEL_MODES, MINATAR_SETTINGS,
                      PRECISIONS, Config)
@@ -110,6 +111,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> Config:
+    """The :class:`~.config.Config` of a parsed ``train`` command line: the environment's settings, then the
+    ``--preset``, then every flag given (not yet validated: call ``cfg.validate()``)."""
     preset = PRESETS[args.preset] if args.preset else {}
     if preset and args.env.startswith("minatar:"):
         raise ValueError(f"--preset {args.preset} describes a BeamRider run; MinAtar games bring their own "
@@ -127,3 +130,19 @@ def config_from_args(args) -> Config:
             setattr(cfg, field, value)
     return cfg
 
+
+
+def out_dir_problem(path: str, create: bool) -> str | None:
+    """Why ``--out path`` cannot hold a run (one line), or ``None`` when it can. ``create``: make the directory now
+    (a new run or sweep), so that a location one cannot write to is reported before any work starts."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"--out {path} is a file, not a directory: give the path of a new directory for the run's files"
+    if not create:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create --out {path} ({exc.strerror or exc}): choose a directory you can write to"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--out {path} is not writable: choose a directory you can write to"
+    return None

@@ -38,7 +38,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from .config import ALGOS, Config, arm_name
-from .flags import FLAGS, add_settings, config_from_args, train_parser
+from .env import check_env_id
+from .flags import FLAGS, add_settings, config_from_args, out_dir_problem, train_parser
 
 DONE_NAME = "done.json"
 LOCK_NAME = ".lock"
@@ -188,7 +189,7 @@ def free_cores() -> int:
 
 def _write_sweep_record(sweep_dir: str, specs, command, backend: str) -> None:
     """``sweep.json``: the grid and every command that worked on it (a resumed sweep appends a session)."""
-    from .trainers import hardware_summary
+    from .run_files import hardware_summary
     import torch
 
     path = os.path.join(sweep_dir, SWEEP_NAME)
@@ -309,6 +310,11 @@ def main_from_args(args, argv) -> int:
         if variant and algos != ["sobirl"]:
             raise ValueError(f"--{variant[0].replace('_', '-')} changes SoBiRL's (78) term: sweep it with "
                              f"--algos sobirl alone (got --algos {','.join(algos)})")
+        if args.workers < 0:
+            raise ValueError(f"--workers {args.workers}: give the number of parallel runs (0 = one per free core)")
+        if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
+            raise ValueError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {args.cpus_per_run} and "
+                             f"{args.gpus_per_run})")
         envs = [e.strip() for e in args.env.split(",") if e.strip()]
         extra = []
         for flag, field, _, _ in FLAGS:
@@ -322,13 +328,20 @@ def main_from_args(args, argv) -> int:
         threads = args.threads if args.threads is not None else 1
         if args.threads is None:
             extra += ["--threads", "1"]
+        if not envs:
+            raise ValueError("--env names no environment; give e.g. minatar:breakout or ALE/BeamRider-v5")
         steps = {}
         for env in envs:
+            check_env_id(env)
             steps[env] = args.steps if args.steps is not None else Config.for_env(env).total_steps
             Config.for_env(env, total_steps=steps[env]).validate()
         specs = [s for seed in seeds for env in envs for s in plan([env], algos, [seed], steps[env], extra)]
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = out_dir_problem(args.out, create=not args.dry_run)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.dry_run:
         for s in specs:

@@ -54,7 +54,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
+        raise RuntimeError("--device cuda was requested but torch sees no CUDA device; use --device cpu (or auto)")
     return torch.device(name)
 
 
