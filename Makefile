@@ -97,9 +97,13 @@ student: book
 pdf: book browser poppler
 	$(PYTHON) tools/book_pdf.py --html _build/html --out _build/pdf/sobirl-book.pdf
 
-# One thread per numerical library: the tests run on 2 shared cores, and oversubscription only slows them down.
+# One thread per numerical library, TEST_JOBS pytest-xdist workers (default 2, one per core of the development
+# machine; more threads only oversubscribe the cores). --dist loadgroup keeps each module marked in tests/conftest.py
+# on one worker, and --no-loadscope-reorder keeps conftest's order: the book build starts first, its readers go last.
+TEST_JOBS ?= 2
 test: vendor browser poppler
-	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest
+	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadgroup \
+	  --no-loadscope-reorder --durations=25
 
 # JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes
 # back to the .md; the widgets are live. The configuration lives in .lab/ (tests/test_lab.py starts the same server).
