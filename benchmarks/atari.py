@@ -7,7 +7,7 @@ Prints three tables:
 
 1. **environment** -- agent steps/s with uniformly random actions (the upper limit of any run): one gymnasium-wrapped
    env vs ale-py's C++ ``AtariVectorEnv`` with 1 and several games;
-2. **SAC phase** -- agent steps/s of a run while SAC learns (one update of batch 64 every 4 steps, spec §6.2
+2. **SAC phase** -- agent steps/s of a run while SAC learns (one update of batch 64 every 4 steps, Appendix I.2 of Yang et al.
    settings): acting, stepping, storing, sampling, the learned reward on each batch and the update. SoBiRL and DRLHF
    cost the same here; SAC skips the reward net;
 3. **reward mini-batch** -- seconds per reward-learning mini-batch of 64 pairs of 25-step segments, BCE only

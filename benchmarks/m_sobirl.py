@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import sobirl_lite as sl  # noqa: E402
 from sobirl_lite.algorithms import (ExactHGDConfig, MSoBiRLConfig, PARLConfig, PBRLConfig, exact_hgd,  # noqa: E402
                                     m_sobirl, parl, pbrl)
-from sobirl_lite.problems import hard_synthetic_problem, synthetic_problem  # noqa: E402
+from sobirl_lite.instances import hard_synthetic_problem, synthetic_problem  # noqa: E402
 
 torch.set_num_threads(1)
 TARGET = 1e-6

@@ -11,7 +11,7 @@ from .soft import (SoftSolution, consistency_residuals, entropy, evaluate_policy
                    soft_bellman, soft_max, soft_value_map, softmax_policy, solve_soft_mdp)
 from .rewards import LinearReward, TabularReward, TorchReward
 from .upper import QuadraticUpper, UpperValue
-from .problem import BilevelProblem
+from .bilevel import BilevelProblem
 from .hypergrad import (HypergradientParts, ImplicitDerivatives, adjoint_vector, finite_difference_hypergradient,
                         forward_hypergradient, hypergradient, hypergradient_parts, implicit_derivatives, phi,
                         unrolled_hypergradient, unrolled_step)

@@ -1,4 +1,4 @@
-"""Monte Carlo estimators of SoBiRL (spec §4): Prop. 5.1 (reward-gradient sums), eq. (12) (the upper level as an
+"""Monte Carlo estimators of SoBiRL (Section 5 of Yang et al.): Prop. 5.1 (reward-gradient sums), eq. (12) (the upper level as an
 expectation over trajectory tuples) and the hyper-gradient estimator (15) split into its terms (13) and (14).
 
 Everything model-free here reaches the MDP through :class:`~sobirl_lite.sampling.TabularEnv` only. The one
@@ -207,7 +207,7 @@ def sample_tuples(env_u: TabularEnv, pi, n_tuples: int, N: int, horizon: int,
 
 
 class ReturnLoss:
-    """Reward shaping's :math:`l(\\tau) = -\\sum_{t<H}\\gamma^t r_u(s_t,a_t)` (spec §4, :math:`N=1`): minus the discounted
+    """Reward shaping's :math:`l(\\tau) = -\\sum_{t<H}\\gamma^t r_u(s_t,a_t)` (eq. (12) with :math:`N=1`): minus the discounted
     upper-level return, read from the rewards the upper environment returned. It does not depend on :math:`x`, so
     term (13) vanishes.
 
@@ -218,7 +218,7 @@ class ReturnLoss:
 
     * ``causal=True``: the weight at step :math:`h` is the reward-to-go :math:`-\\sum_{t\\ge h}\\gamma^t r_u(s_t,a_t)`
       instead of the whole return, since earlier rewards do not depend on :math:`a_h` (the implementation remark of
-      spec §4).
+      Section 5 of Yang et al.).
     * ``baseline=True`` (needs ``causal``): subtract :math:`-\\gamma^h b(s_h)`, where :math:`b(s)` is the mean
       reward-to-go :math:`\\sum_{t\\ge h}\\gamma^{t-h}r_u` observed at visits of :math:`s` in the *other* trajectories
       of the batch (leave-one-out, so it is independent of the trajectory it is applied to).

@@ -24,7 +24,7 @@ import numpy as np
 
 from .hypergrad import adjoint_vector, hypergradient, implicit_derivatives
 from .mdp import TabularMDP
-from .problem import BilevelProblem
+from .bilevel import BilevelProblem
 from .rewards import LinearReward, TabularReward
 from .soft import evaluate_policy, soft_bellman, soft_max, softmax_policy, solve_soft_mdp
 from .upper import QuadraticUpper, UpperValue

@@ -1,4 +1,4 @@
-"""The closed-form, fully first-order hyper-gradient (spec §2, eqs (8), (9), Prop. 4.1) and two references.
+"""The closed-form, fully first-order hyper-gradient (eqs (8), (9) and Prop. 4.1 of Yang et al.) and two references.
 
 Data flow of :func:`hypergradient`::
 
@@ -6,7 +6,7 @@ Data flow of :func:`hypergradient`::
                     -> reward.vjp                         -> grad phi(x)
 
 Writing :math:`u = \\pi^* \\odot \\nabla_\\pi f` and :math:`w = (I-\\gamma P_{\\pi^*})^{-\\top}(E-\\gamma P)^\\top u`
-(the least-squares variable :math:`w^*_x` of spec §2), eq. (9) becomes
+(the least-squares variable :math:`w^*_x` that Algorithm 1 tracks), eq. (9) becomes
 
 .. math:: \\nabla\\phi(x) = \\nabla_x f + \\tfrac1\\tau \\nabla r_x^\\top\\big(u - \\pi^*\\odot (E w)\\big),
 
@@ -21,7 +21,7 @@ import numpy as np
 
 # torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
-from .problem import BilevelProblem
+from .bilevel import BilevelProblem
 from .soft import SoftSolution, solve_soft_mdp, solve_tolerance
 from .mdp import PolicySystem, sharing
 
@@ -38,7 +38,7 @@ def phi(problem: BilevelProblem, x, solution: SoftSolution | None = None, tol: f
 
 def adjoint_vector(problem: BilevelProblem, mdp, pi, u, system: PolicySystem | None = None):
     """:math:`w = (I-\\gamma P_\\pi)^{-\\top}(E-\\gamma P)^\\top u` for ``u`` (S, A): the solution :math:`w^*_x` of the
-    least-squares problem in spec §2 when :math:`\\pi = \\pi^*_x`. Returns (S,). ``system`` may pass the
+    least-squares problem of Algorithm 1, line 4, when :math:`\\pi = \\pi^*_x`. Returns (S,). ``system`` may pass the
     factorisation of :math:`I-\\gamma P_\\pi` (a fresh one is made otherwise)."""
     b = u.sum(axis=1) - mdp.gamma * mdp.adjoint(u)
     return (PolicySystem(mdp, pi) if system is None else system).solve(b, transpose=True)

@@ -1,8 +1,8 @@
-"""Tabular entropy-regularised MDPs (spec §1) and two generators.
+"""Tabular entropy-regularised MDPs (Section 3.1 of Yang et al.) and two generators.
 
 A :class:`TabularMDP` holds the lower-level MDP :math:`\\mathcal M_\\tau = (S, A, P, r, \\gamma, \\tau)` with an
 initial distribution :math:`\\rho`. Transitions may be dense, shape ``(S, A, S)``, or a ``scipy.sparse`` matrix of
-shape ``(S*A, S)`` whose row ``s*A + a`` is :math:`P(\\cdot\\mid s, a)` (the spec's state-major stacking). Every
+shape ``(S*A, S)`` whose row ``s*A + a`` is :math:`P(\\cdot\\mid s, a)` (state-major stacking, as in the paper). Every
 other module reaches ``P`` only through the methods below (:meth:`TabularMDP.expect`,
 :meth:`TabularMDP.adjoint`, :meth:`TabularMDP.policy_matrix`, :func:`solve_policy_system`), so dense and sparse
 models share one code path.
@@ -85,7 +85,7 @@ def _check_distribution(rho, S, name="rho"):
 
 
 class TabularMDP:
-    """An entropy-regularised tabular MDP (spec §1).
+    """An entropy-regularised tabular MDP (Section 3.1 of Yang et al.).
 
     Parameters
     ----------

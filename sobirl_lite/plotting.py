@@ -1,5 +1,6 @@
 """Figure helpers for the book's theory chapters (1-3): grid heatmaps with policy arrows, convergence curves,
-hyper-gradient fields and accuracy-versus-cost plots.
+hyper-gradient fields and accuracy-versus-cost plots; and for the SoBiRL and RLHF chapters, mean curves with
+confidence bands over seeds (:func:`mean_and_band`, :func:`plot_band`).
 
 Every helper draws on a matplotlib ``Axes`` that the caller passes in and returns it (or the artists it made), so
 a chapter can lay out several panels in one figure and a widget can redraw into a figure it owns. Nothing here
@@ -20,6 +21,8 @@ __all__ = [
     "plot_convergence",
     "plot_field",
     "plot_accuracy_cost",
+    "mean_and_band",
+    "plot_band",
 ]
 
 
@@ -200,3 +203,34 @@ def plot_accuracy_cost(ax, series, *, xlabel="cost", ylabel="relative error", fl
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+# -- curves over seeds (the SoBiRL and RLHF chapters) ------------------------------------------------------------
+
+def mean_and_band(Y, confidence: float | None = 0.95):
+    """Mean over seeds (axis 0) and the half-width of a Student-t confidence interval for it
+    (``confidence=None``: one standard error of the mean instead).
+
+    ``Y`` (seeds, points) -> ``(mean (points,), half_width (points,))``; NaN entries are ignored per column.
+    With one seed the half-width is 0.
+    """
+    from scipy import stats  # here, not at the top: the chapters 1-3 widgets run without loading scipy.stats
+
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be (seeds, points); got shape {Y.shape}")
+    n = np.sum(np.isfinite(Y), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(Y, axis=0) if Y.shape[0] else np.full(Y.shape[1], np.nan)
+        sd = np.nanstd(Y, axis=0, ddof=1) if Y.shape[0] > 1 else np.zeros(Y.shape[1])
+        t = 1.0 if confidence is None else stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+        half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
+    return mean, half
+
+
+def plot_band(ax, x, Y, *, label=None, color=None, confidence: float | None = 0.95, **kw):
+    """Plot the mean of ``Y`` (seeds, points) against ``x`` with a shaded ``confidence`` band; returns the line."""
+    mean, half = mean_and_band(Y, confidence)
+    (line,) = ax.plot(x, mean, label=label, color=color, **kw)
+    ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line

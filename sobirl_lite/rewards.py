@@ -1,4 +1,4 @@
-"""Rewards parameterised by the upper-level variable :math:`x \\in \\mathbb R^n` (spec §1: :math:`r_x`, :math:`\\nabla r_x`).
+"""Rewards parameterised by the upper-level variable :math:`x \\in \\mathbb R^n` (Section 3.1 of Yang et al.: :math:`r_x`, :math:`\\nabla r_x`).
 
 Every reward exposes
 

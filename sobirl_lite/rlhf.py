@@ -1,4 +1,4 @@
-"""Tabular reinforcement learning from human feedback (spec §5, RLHF), with synthetic humans.
+"""Tabular reinforcement learning from human feedback (Section 3.3 of Yang et al.), with synthetic humans.
 
 The pieces carry the names used by preference-comparison libraries such as ``imitation`` {Gleave et al. 2022}, so a
 reader who knows those recognises them:
@@ -56,7 +56,7 @@ def sigmoid(z):
 
 
 class PreferenceModel:
-    """Bradley–Terry model on the learned reward (spec §5), and the RLHF upper-level loss :math:`l_x(d)` of eq. (12).
+    """Bradley–Terry model on the learned reward (Section 3.3 of Yang et al.), and the RLHF upper-level loss :math:`l_x(d)` of eq. (12).
 
     :math:`R_x(\\tau) = \\sum_h \\text{discount}^h\\, r_x(s_h,a_h)` (``discount=1``: undiscounted segment sums, the
     DRLHF default), :math:`P_x(\\tau^1\\succ\\tau^2) = \\sigma(R_x(\\tau^1)-R_x(\\tau^2))` and
@@ -297,7 +297,7 @@ class RewardTrainer:
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class RLHFSetup:
-    """An RLHF problem in the bilevel form of spec §5, with its labelling budget.
+    """An RLHF problem in the bilevel form of Section 3.3 of Yang et al., with its labelling budget.
 
     * ``mdp``: the environment. Its dynamics, ``gamma``, ``tau`` and ``rho`` define both the lower-level MDP
       :math:`\\mathcal M_\\tau(x)` (reward :math:`r_x`) and the upper-level MDP :math:`\\mathcal M_u` (:math:`\\mu_u=\\rho`);

@@ -1,4 +1,4 @@
-"""Sampling access to a tabular MDP: the only door model-free code has to the dynamics (spec §4).
+"""Sampling access to a tabular MDP: the only door model-free code has to the dynamics (Section 5 of Yang et al.).
 
 :class:`TabularEnv` is a ``gymnasium.Env`` over a :class:`~sobirl_lite.mdp.TabularMDP` (``Discrete`` observation
 and action spaces, seeded through ``reset(seed=...)`` and ``self.np_random`` as gymnasium prescribes). Besides the

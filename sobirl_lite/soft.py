@@ -1,4 +1,4 @@
-"""Soft (entropy-regularised) dynamic programming: spec §2, eqs (3), (5)-(7), (10), the map T and the operator B.
+"""Soft (entropy-regularised) dynamic programming: eqs (3), (5)-(7) and (10) of Yang et al. (their Sections 3.1 and 4), the map T and the operator B.
 
 Every log-sum-exp is shifted by its row maximum, so nothing overflows for tau down to 1e-3 and gamma up to
 0.999 (tests check it). Arrays: ``Q`` and policies are (S, A), values are (S,).
@@ -49,13 +49,13 @@ def entropy(pi):
 
 
 def soft_bellman(mdp: TabularMDP, Q):
-    """The soft Bellman optimality operator :math:`B` (spec §2): :math:`BQ = r + \\gamma P V_Q`. (S, A) -> (S, A)."""
+    """The soft Bellman optimality operator :math:`B` (Section 4 of Yang et al.): :math:`BQ = r + \\gamma P V_Q`. (S, A) -> (S, A)."""
     Q = _check_Q(mdp, Q)
     return mdp.r + mdp.gamma * mdp.expect(soft_max(Q, mdp.tau))
 
 
 def soft_value_map(mdp: TabularMDP, V):
-    """The fixed-point map :math:`\\mathcal T(V) = \\tau\\log\\sum_a\\exp((r + \\gamma PV)/\\tau)` (spec §2). (S,) -> (S,)."""
+    """The fixed-point map :math:`\\mathcal T(V) = \\tau\\log\\sum_a\\exp((r + \\gamma PV)/\\tau)` (Section 4 of Yang et al.). (S,) -> (S,)."""
     V = np.asarray(V, dtype=np.float64)
     if V.shape != (mdp.S,):
         raise ValueError(f"V must have shape (S,) = ({mdp.S},); got {V.shape}")
@@ -223,7 +223,7 @@ def solve_tolerance(mdp: TabularMDP, policy_tol: float) -> float:
 
 
 def consistency_residuals(mdp: TabularMDP, V, Q, pi) -> dict:
-    """Largest violation of the softmax temporal-value consistency equations (spec §2).
+    """Largest violation of the softmax temporal-value consistency equations (5)-(7) of Yang et al.
 
     Returns a dict of sup-norm residuals: ``"eq5"``: :math:`\\pi - \\exp((Q-V)/\\tau)`; ``"eq6"``:
     :math:`V - \\tau\\log\\sum_a e^{Q/\\tau}`; ``"eq7"``: :math:`V - \\sum_a\\pi(Q-\\tau\\log\\pi)`; ``"eq3"``: the

@@ -33,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .hypergrad import adjoint_vector
-from .problem import BilevelProblem
-from .problems import AffineReward, QuadraticFormReward
+from .bilevel import BilevelProblem
+from .instances import AffineReward, QuadraticFormReward
 from .rewards import LinearReward, TabularReward
 from .soft import evaluate_policy, softmax_policy
 from .upper import QuadraticUpper, UpperValue

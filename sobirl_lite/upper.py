@@ -1,4 +1,4 @@
-"""Upper-level objectives :math:`f(x, \\pi)` (spec §2, eq. (1); §5 reward shaping; §8 policy gradient).
+"""Upper-level objectives :math:`f(x, \\pi)` (eq. (1) of Yang et al.; reward shaping of their Section 3.3; a direct policy gradient).
 
 An upper-level objective is any object with
 
@@ -16,7 +16,7 @@ from .rewards import real_array
 
 
 class QuadraticUpper:
-    """:math:`f(x,\\pi) = \\tfrac12\\|x\\|^2 + \\tfrac12\\|\\pi\\|^2`: the paper's synthetic upper level (spec §3)."""
+    """:math:`f(x,\\pi) = \\tfrac12\\|x\\|^2 + \\tfrac12\\|\\pi\\|^2`: the paper's synthetic upper level (chapter 4 of the book)."""
 
     def value(self, x, pi):
         return 0.5 * float(np.dot(x, x)) + 0.5 * float(np.sum(np.asarray(pi) ** 2))
@@ -32,7 +32,7 @@ class QuadraticUpper:
 
 
 class UpperValue:
-    """Minus the (unregularised) value of :math:`\\pi` in an upper-level MDP :math:`\\mathcal M_u` (spec §5):
+    """Minus the (unregularised) value of :math:`\\pi` in an upper-level MDP :math:`\\mathcal M_u` (Section 3.3 of Yang et al.):
     :math:`f(x,\\pi) = -\\mu_u^\\top V^\\pi_u`, with :math:`V^\\pi_u = (I-\\gamma P_{u,\\pi})^{-1} r_{u,\\pi}`.
 
     This is the reward-shaping objective: the lower level learns on a shaped reward :math:`r_x`, the upper
@@ -41,7 +41,7 @@ class UpperValue:
     Parameters: ``P`` (S, A, S) or sparse (S*A, S), ``r`` (S, A), ``gamma`` in [0, 1), ``mu`` (S,) (uniform by
     default), ``n`` the dimension of ``x`` (for ``grad_x``).
 
-    ``grad_pi`` is the direct-parameterisation policy gradient (spec §8 with :math:`\\tau = 0`):
+    ``grad_pi`` is the direct-parameterisation policy gradient (the soft one of chapter 4's PBRL baseline, at :math:`\\tau = 0`):
     :math:`-\\partial V_u/\\partial\\pi(a|s) = -\\,[\\mu_u^\\top(I-\\gamma P_{u,\\pi})^{-1}](s)\\;Q^\\pi_u(s,a)`.
     """
 

@@ -14,7 +14,7 @@ from sobirl_lite.algorithms import (ExactHGDConfig, ITDConfig, MSoBiRLConfig, PA
 from sobirl_lite.algorithms._common import DivergenceError
 from sobirl_lite.algorithms.drlhf import DRLHFConfig, drlhf
 from sobirl_lite.algorithms.sobirl import SoBiRLConfig, sobirl
-from sobirl_lite.problems import AffineReward, synthetic_problem
+from sobirl_lite.instances import AffineReward, synthetic_problem
 from sobirl_lite.rlhf import RLHFSetup, example_setup
 
 from helpers import linear_problem

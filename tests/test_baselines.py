@@ -1,4 +1,4 @@
-"""The Table-1 baselines on tabular problems: exact HGD, ITD, PBRL (spec §8.2) and PARL (spec §8.1)."""
+"""The Table-1 baselines on tabular problems: exact HGD, ITD, PBRL (Shen, Yang & Chen 2024) and PARL (Chakraborty et al. 2024)."""
 import numpy as np
 import pytest
 
@@ -6,7 +6,7 @@ import sobirl_lite as sl
 from sobirl_lite.algorithms import (ExactHGDConfig, ITDConfig, PARLConfig, PBRLConfig, exact_hgd, itd, parl,
                                     parl_hypergradient, pbrl, unrolled_step, value_penalty, value_penalty_gradients)
 from sobirl_lite.algorithms._common import direct_solve_cost, policy_evaluation_iterative
-from sobirl_lite.problems import synthetic_problem
+from sobirl_lite.instances import synthetic_problem
 
 from helpers import linear_problem, rel_err
 

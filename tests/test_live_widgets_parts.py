@@ -31,7 +31,7 @@ BLOCK = textwrap.dedent("""
 CHILD = BLOCK + textwrap.dedent("""
     import json
     import numpy as np
-    import sobirl_lite, sobirl_lite.algorithms, sobirl_lite.estimators, sobirl_lite.rlhf, sobirl_lite.problems
+    import sobirl_lite, sobirl_lite.algorithms, sobirl_lite.estimators, sobirl_lite.rlhf, sobirl_lite.instances
     from sobirl_lite.widgets import (contraction_widget, hypergradient_field_widget, m_sobirl_widget,
                                      rlhf_widget, soft_gridworld_widget)
     from sobirl_lite.mdp import random_mdp

@@ -1,4 +1,4 @@
-"""M-SoBiRL (Algorithm 1, spec §3): line-by-line against dense-matrix formulas, exactness at a fixed point,
+"""M-SoBiRL (Algorithm 1 of Yang et al.): line-by-line against dense-matrix formulas, exactness at a fixed point,
 convergence, cost accounting, seeds and errors."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 import sobirl_lite as sl
 from sobirl_lite.algorithms import History, MSoBiRLConfig, m_sobirl
-from sobirl_lite.problems import synthetic_problem
+from sobirl_lite.instances import synthetic_problem
 
 from helpers import linear_problem
 
@@ -17,7 +17,7 @@ def _quiet(**kw):
 
 
 def _one_iteration_by_matrices(problem, x, Q, w, beta, xi, N):
-    """Algorithm 1, lines 2-10, written with the explicit matrices of spec §1-§3 (E, Π_π, P as (SA, S), ∇r)."""
+    """Algorithm 1, lines 2-10, written with the explicit matrices of Sections 3-4 of the paper (E, Π_π, P as (SA, S), ∇r)."""
     S, A, gamma, tau = problem.S, problem.A, problem.gamma, problem.tau
     mdp = problem.mdp(x)
     P = mdp.dense_P().reshape(S * A, S)

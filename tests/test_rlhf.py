@@ -152,7 +152,7 @@ def test_setup_validation():
 
 
 def test_mean_and_band():
-    from sobirl_lite.plotting_sobirl import mean_and_band
+    from sobirl_lite.plotting import mean_and_band
     Y = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 4.0]])
     mean, half = mean_and_band(Y, confidence=0.95)
     assert np.allclose(mean, [3.0, 3.0])

@@ -23,7 +23,7 @@ def test_pmd_converges_to_soft_optimum(eta):
     target = sl.solve_soft_mdp(mdp, tol=1e-12).pi
     _, pi = policy_mirror_descent(mdp, 300, eta=eta)
     assert np.abs(pi - target).max() < 1e-8
-    # linear rate, at least as fast as the spec's factor 1 - (1-γ)ητ/(1+ητ) (γ for soft policy iteration)
+    # linear rate, at least as fast as the PMD factor 1 - (1-γ)ητ/(1+ητ) (γ for soft policy iteration)
     rate = mdp.gamma if np.isinf(eta) else 1 - (1 - mdp.gamma) * eta * mdp.tau / (1 + eta * mdp.tau)
     e5 = np.abs(policy_mirror_descent(mdp, 5, eta=eta)[1] - target).max()
     e20 = np.abs(policy_mirror_descent(mdp, 20, eta=eta)[1] - target).max()

@@ -7,8 +7,8 @@ import pytest
 
 from sobirl_lite.hypergrad import hypergradient, implicit_derivatives
 from sobirl_lite.mdp import TabularMDP
-from sobirl_lite.problem import BilevelProblem
-from sobirl_lite.problems import AffineReward, shaping_problem, synthetic_problem
+from sobirl_lite.bilevel import BilevelProblem
+from sobirl_lite.instances import AffineReward, shaping_problem, synthetic_problem
 from sobirl_lite.soft import softmax_policy, solve_soft_mdp
 from sobirl_lite.theory import (expected_estimate, inexact_hypergradient_descent, pmd_errors, pmd_iterations_for,
                                 pmd_rate, policy_distance, reward_constants, sampled_reward_constants,

@@ -1,7 +1,7 @@
 """The M-SoBiRL widget, without a browser: first frame drawn at creation, redrawn when a slider moves."""
 import numpy as np
 
-from sobirl_lite.problems import hard_synthetic_problem, synthetic_problem
+from sobirl_lite.instances import hard_synthetic_problem, synthetic_problem
 from sobirl_lite.widgets.m_sobirl import m_sobirl_widget
 
 

@@ -1,6 +1,6 @@
 """DRLHF, deep RL from human preferences (Christiano et al. 2017), in tabular form; and RL on the true reward.
 
-DRLHF alternates two decoupled phases (spec §6.2 lists it as the paper's baseline)::
+DRLHF alternates two decoupled phases (Appendix I.2 of Yang et al. compares against it)::
 
     warm-up: label initial_pairs pairs from the initial policy
     for k = 0, ..., K-1:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ._common import (RunOptions, TrueGradientTracker, bellman_to_tolerance, check_array, check_positive, check_x0,
                       descend,
                       direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range,

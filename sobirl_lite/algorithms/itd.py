@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..hypergrad import _torch_transitions, unrolled_step
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ._common import RunOptions, TrueGradientTracker, check_positive, check_x0, descend, log_iteration, progress_range
 from .history import History
 

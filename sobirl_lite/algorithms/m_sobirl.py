@@ -1,4 +1,4 @@
-"""M-SoBiRL, the model-based algorithm of the paper (spec §3, Algorithm 1), top to bottom in one function.
+"""M-SoBiRL, the model-based algorithm of the paper (Algorithm 1 of Yang et al., Section 4), top to bottom in one function.
 
 Each outer iteration does three cheap things instead of solving the lower level:
 
@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve, svds
 
 from ..hypergrad import adjoint_vector
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ._common import (DIVERGENCE_FACTOR, DivergenceError, RunOptions, TrueGradientTracker, check_array,
                       check_positive, check_x0, descend, direct_solve_cost, log_iteration, progress_range,
                       soft_max_rows, softmax_rows)
@@ -35,7 +35,7 @@ from .history import History
 
 @dataclass
 class MSoBiRLConfig(RunOptions):
-    """Hyperparameters of Algorithm 1, defaults from the authors' synthetic experiment (spec §3)."""
+    """Hyperparameters of Algorithm 1, defaults from the authors' synthetic experiment (chapter 4 of the book)."""
 
     beta: float = 8e-3            # step size for x (line 6)
     xi: float = 0.5               # step size for the least-squares variable w (line 4; the code's `zeta`)

@@ -1,4 +1,4 @@
-"""PARL: second-order implicit differentiation through a softmax-parameterised lower level (spec §8.1).
+"""PARL: second-order implicit differentiation through a softmax-parameterised lower level (Chakraborty et al. 2024; a baseline of Table 1 of Yang et al.).
 
 Chakraborty et al. (2024) differentiate the lower-level *optimality condition* :math:`\\nabla_\\theta V(x,\\theta^*(x))=0`
 of a parameterised policy :math:`\\pi_\\theta`. With tabular softmax logits, :math:`\\pi_\\theta=\\mathrm{softmax}(\\theta)`,
@@ -34,7 +34,7 @@ import numpy as np
 
 # torch is imported inside the functions that use it: the rest of the package runs without it (Pyodide).
 
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ._common import (RunOptions, TrueGradientTracker, check_array, check_positive, check_x0, descend, direct_solve_cost,
                       progress_range, soft_max_rows)
 from .history import History
@@ -67,7 +67,7 @@ class PARLConfig(RunOptions):
 
 class _TorchModel:
     """Exact tabular :math:`V(x,\\theta)=\\rho^\\top(I-\\gamma P_{\\pi_\\theta})^{-1}\\sum_a\\pi_\\theta(r_x-\\tau\\log\\pi_\\theta)`
-    and its softmax policy gradient (spec §8) as differentiable torch functions."""
+    and its softmax policy gradient as differentiable torch functions."""
 
     def __init__(self, problem: BilevelProblem):
         import torch
@@ -97,7 +97,7 @@ class _TorchModel:
 
     def policy_gradient(self, x_t, theta):
         """:math:`\\partial V/\\partial\\theta(s,a)=d_\\pi(s)\\,\\pi(a|s)\\,(Q^\\pi(s,a)-\\tau\\log\\pi(a|s)-V^\\pi(s))`,
-        :math:`d_\\pi=(I-\\gamma P_\\pi)^{-\\top}\\rho` (spec §8). (S, A)."""
+        :math:`d_\\pi=(I-\\gamma P_\\pi)^{-\\top}\\rho`. (S, A)."""
         import torch
 
         p = self.problem

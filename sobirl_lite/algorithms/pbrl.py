@@ -1,4 +1,4 @@
-"""PBRL: the value-penalty reformulation of Shen, Yang & Chen (2024), spec §8.2, on a tabular lower level.
+"""PBRL: the value-penalty reformulation of Shen, Yang & Chen (2024), a baseline of Table 1 of Yang et al., on a tabular lower level.
 
 The policy becomes a free variable next to :math:`x`, and the lower-level optimality is enforced by a penalty:
 
@@ -6,7 +6,7 @@ The policy becomes a free variable next to :math:`x`, and the lower-level optima
     \\min_{x,\\ \\pi\\in\\Pi}\\ F_\\lambda(x,\\pi)=f(x,\\pi)+\\lambda\\,p(x,\\pi),\\qquad
     p(x,\\pi)=V_x(\\pi^*_x)-V_x(\\pi)\\ \\ge 0,\\qquad V_x(\\pi)=\\rho^\\top V^\\pi_{\\mathcal M_\\tau(x)} .
 
-Gradients (spec §8, Danskin's theorem for the max term; :math:`d_\\pi=(I-\\gamma P_\\pi)^{-\\top}\\rho` is the
+Gradients (Danskin's theorem for the max term; :math:`d_\\pi=(I-\\gamma P_\\pi)^{-\\top}\\rho` is the
 unnormalised discounted occupancy, :math:`d^\\pi_\\rho/(1-\\gamma)`):
 
 .. math::
@@ -16,8 +16,8 @@ unnormalised discounted occupancy, :math:`d^\\pi_\\rho/(1-\\gamma)`):
 The algorithm (double loop): :math:`\\hat\\pi_k\\approx\\pi^*_{x_k}` by ``inner_steps`` soft Bellman backups
 warm-started (the :math:`\\mathcal O(\\log(\\lambda/\\epsilon))` inner iterations of Table 1), then one gradient step
 on :math:`x` and one mirror-descent (exponentiated-gradient) step on :math:`\\pi` for :math:`F_\\lambda`. The mirror
-step keeps :math:`\\pi` inside the simplex, where :math:`\\log\\pi` is finite (spec §8.2 allows it in place of the
-Euclidean projection). Its stationary points solve the bilevel problem only up to :math:`\\mathcal O(1/\\lambda)`,
+step keeps :math:`\\pi` inside the simplex, where :math:`\\log\\pi` is finite (Shen, Yang & Chen's penalty
+method works with either step in place of the Euclidean projection). Its stationary points solve the bilevel problem only up to :math:`\\mathcal O(1/\\lambda)`,
 which is why PBRL needs :math:`\\lambda=\\Omega(\\epsilon^{-1/2})` and :math:`\\mathcal O(\\lambda\\epsilon^{-1})` iterations.
 
 Cost per outer iteration, in backups (convention in :mod:`sobirl_lite.algorithms._common`): ``inner_steps``
@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..mdp import solve_policy_system
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ..soft import solve_soft_mdp
 from ._common import (RunOptions, TrueGradientTracker, check_array, check_positive, check_x0, descend,
                       direct_solve_cost, log_iteration, policy_evaluation_iterative, progress_range, soft_max_rows,

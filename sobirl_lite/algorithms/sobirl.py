@@ -1,6 +1,6 @@
-"""SoBiRL, Algorithm 2 of the paper (spec §4): model-free bilevel RL with a policy-mirror-descent inner solver.
+"""SoBiRL, Algorithm 2 of the paper (Section 5 of Yang et al.): model-free bilevel RL with a policy-mirror-descent inner solver.
 
-Pseudocode (spec §4) and where each line lives below::
+Pseudocode (Algorithm 2) and where each line lives below::
 
     for k = 0, ..., K-1:
         π_k ≈ π*_{x_k}: T iterations of policy mirror descent on M_τ(x_k), warm-started from π_{k-1}  # inner loop
@@ -17,7 +17,7 @@ isolates the estimator's own noise.
 
 The two problem kinds:
 
-* a :class:`~sobirl_lite.problem.BilevelProblem` whose upper level is an
+* a :class:`~sobirl_lite.bilevel.BilevelProblem` whose upper level is an
   :class:`~sobirl_lite.upper.UpperValue` (reward shaping): :math:`l(\\tau)=-\\sum_t\\gamma^t r_u`, :math:`N=1`;
 * an :class:`~sobirl_lite.rlhf.RLHFSetup`: :math:`l_x=` BCE of the Bradley–Terry model on labelled segment pairs,
   :math:`N=2`. Each iteration queries ``pairs_per_iteration`` new pairs from :math:`\\pi_k`, labels them and pushes
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..estimators import (ReturnLoss, estimate_hypergradient, sample_discounted_visits,
                           sample_tuples, soft_q_from_visits, truncation_horizon)
 from ..hypergrad import hypergradient, phi as exact_phi
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ..rlhf import PreferenceBuffer, RLHFSetup
 from ..sampling import TabularEnv
 from ..soft import evaluate_policy, softmax_policy
@@ -45,10 +45,10 @@ from .history import History
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Policy mirror descent (spec §4), in logit form
+# Policy mirror descent (Section 5 of Yang et al.), in logit form
 # ----------------------------------------------------------------------------------------------------------------
 def pmd_update(logits, Q, eta: float, tau: float):
-    """One KL-prox PMD step with entropy regulariser (spec §4):
+    """One KL-prox PMD step with entropy regulariser (Section 5 of Yang et al.):
     :math:`\\pi^{+}\\propto\\pi^{1/(1+\\eta\\tau)}\\exp(\\eta Q/(1+\\eta\\tau))`.
 
     With :math:`\\pi=\\mathrm{softmax}(z)` this is :math:`z^{+}=(z+\\eta Q)/(1+\\eta\\tau)` (the per-state normaliser drops out
@@ -80,7 +80,7 @@ def policy_mirror_descent(mdp, iterations: int, eta: float = 1.0, logits0=None, 
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class SoBiRLConfig:
-    """Hyperparameters of Algorithm 2 (spec §4).
+    """Hyperparameters of Algorithm 2 of Yang et al.
 
     * ``iterations`` = K outer steps, ``step_size`` = β, ``weight_decay`` λ (the step is :math:`x-\\beta(\\hat g+\\lambda x)`).
     * ``pmd_iterations`` = T inner PMD steps per outer step (T = O(log 1/ε)), ``pmd_eta`` = η of the KL prox.

@@ -2,7 +2,7 @@
 
 Modules, lower layers first:
 
-* :mod:`.config` -- the one dataclass of hyperparameters (spec §6.2 defaults);
+* :mod:`.config` -- the one dataclass of hyperparameters (defaults of Appendix I.2 of Yang et al.);
 * :mod:`.env` -- gymnasium / ale-py vector BeamRider and MinAtar games behind one batched interface;
 * :mod:`.buffer` -- replay buffer of single uint8 frames, stacks rebuilt from indices;
 * :mod:`.sac` -- discrete SAC with automatic temperature;

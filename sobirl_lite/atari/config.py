@@ -1,6 +1,6 @@
 """Every hyperparameter of the BeamRider experiment, in one dataclass.
 
-The defaults are the settings of spec §6.2 (``/work/shared/spec/math.md``), i.e. what the authors' code
+The defaults are the settings of Appendix I.2 of Yang et al., completed with what the authors' code
 (``UCAS-YanYang/SoBiRL``: ``alg_config/SoBiRL_config.yaml``, ``sac_subroutine.py``, ``RLHF_util/RLHF.py``) and the
 CleanRL ``sac_atari.py`` it adapts use. The comment beside each field says where the value comes from. The CLI
 (``python -m sobirl_lite.atari train``) exposes the fields a smoke run has to scale down.
@@ -51,16 +51,16 @@ MINATAR_SETTINGS = dict(
 
 @dataclass
 class Config:
-    """Hyperparameters of practical SoBiRL / DRLHF / SAC on BeamRider (spec §6.2 defaults)."""
+    """Hyperparameters of practical SoBiRL / DRLHF / SAC on BeamRider (defaults of Appendix I.2 of Yang et al.)."""
 
     # --- what to run -------------------------------------------------------------------------------------------
     algo: str = "sobirl"  # "sobirl" (estimator (78)), "drlhf" (BCE only), "sac" (true clipped reward)
-    total_steps: int = 4_300_000  # the code stops once iteration * 1e4 > 4.3e6 (spec §6.2 "steps actually trained")
+    total_steps: int = 4_300_000  # the code stops once iteration * 1e4 > 4.3e6 (the authors' RLHF.py)
     seed: int = 3  # config seed of the authors' code
     device: str = "auto"  # "auto" = cuda when available, else cpu
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
 
-    # --- environment (spec §6.2 "Atari wrappers"; SB3 AtariWrapper defaults) -----------------------------------
+    # --- environment (Appendix I.2 "Atari wrappers"; SB3 AtariWrapper defaults) -----------------------------------
     env_id: str = "ALE/BeamRider-v5"  # v5 with frameskip=1, repeat_action_probability=0 == NoFrameskip-v4
     env_backend: str = "gym"  # "gym": gymnasium wrappers (exact resume); "vector": ale-py AtariVectorEnv (fast)
     num_envs: int = 1  # the paper uses one environment
@@ -71,7 +71,7 @@ class Config:
     frame_stack: int = 4  # 4 stacked frames
     max_episode_frames: int = 108_000  # ALE's default game cap (27,000 agent steps); truncation, not termination
 
-    # --- discrete SAC (spec §6.2 "SAC ..." rows; CleanRL sac_atari) -------------------------------------------
+    # --- discrete SAC (Appendix I.2 SAC settings; CleanRL sac_atari) -------------------------------------------
     buffer_size: int = 1_000_000  # replay capacity in agent steps (single uint8 frames, summed over envs)
     gamma: float = 0.99
     batch_size: int = 64
@@ -87,7 +87,7 @@ class Config:
     target_update_every: int = 8_000  # hard copy (polyak tau = 1) of the critics into the targets
     reward_clamp: float = 1.0  # predicted reward clamped to [-1, 1] inside the critic target
 
-    # --- reward learning (spec §6.2 reward rows; imitation PreferenceComparisons as configured by the authors) -
+    # --- reward learning (Appendix I.2 reward settings; imitation PreferenceComparisons as configured by the authors) -
     inner_steps: int = 10_000  # N: SAC steps per outer iteration of Algorithm 3
     segment_length: int = 25  # Christiano et al. (2017) Atari clip length
     initial_pairs: int = 600  # warm-up comparisons from the initial (random) policy

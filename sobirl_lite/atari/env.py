@@ -1,4 +1,4 @@
-"""BeamRider and MinAtar environments with one batched interface (spec §6.2 "Atari wrappers").
+"""BeamRider and MinAtar environments with one batched interface (Appendix I.2 of Yang et al., "Atari wrappers").
 
 Two Atari backends give the learner the same thing (and :class:`MinAtarEnv` gives it for MinAtar games, selected by
 an ``env_id`` of the form ``"minatar:GAME"`` in :func:`make_env`):
@@ -186,7 +186,9 @@ class VectorAtari:
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 
     def reset(self, seed=None):
-        obs, info = self.env.reset(seed=self._seed if seed is None else seed)
+        seed = self._seed if seed is None else seed
+        # ale-py's vector reset takes each game's seed as a C int: fold larger seeds (e.g. a SeedSequence's uint32)
+        obs, info = self.env.reset(seed=int(seed) % (2**31 - 1))
         self._needs_reset[:] = False
         return obs, {"lives": info["lives"], "game_over": np.zeros(self.num_envs, bool),
                      "reset_step": np.zeros(self.num_envs, bool)}

@@ -1,7 +1,7 @@
-"""The practical hyper-gradient (78) as a loss whose autograd gradient *is* the estimator (spec §6.1).
+"""The practical hyper-gradient (78) as a loss whose autograd gradient *is* the estimator (Appendix I.1 of Yang et al.).
 
 For a pair of segments ``d = (tau^1, tau^2)`` sampled from the current policy ``pi_k``, with label ``y`` (1 = the first
-segment is preferred) and Bradley--Terry probability ``P_x = sigma(R_x(tau^1) - R_x(tau^2))`` (§5), the upper-level
+segment is preferred) and Bradley--Terry probability ``P_x = sigma(R_x(tau^1) - R_x(tau^2))`` (Section 3.3 of Yang et al.), the upper-level
 loss is ``l_x(d) = BCE(y, P_x)`` and (78) reads
 
     grad = E_d[ grad_x l_x(d) ]

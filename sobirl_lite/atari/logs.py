@@ -1,6 +1,6 @@
 """Reading run directories written by :mod:`.trainers` (``progress.csv`` + ``config.json`` [+ ``README.md``]).
 
-:func:`read_progress` splits the CSV into its two kinds of rows and returns float columns (``NaN`` where a row has
+:func:`read_progress` splits the CSV into its three kinds of rows (games, outer iterations, evaluations) and returns float columns (``NaN`` where a row has
 no value), which is all the book's figures need; no pandas required.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .trainers import CONFIG_NAME, CSV_FIELDS, CSV_NAME
+from .run_files import CONFIG_NAME, CSV_FIELDS, CSV_NAME
 
 
 def _float(v: str) -> float:
@@ -23,8 +23,9 @@ def _float(v: str) -> float:
 
 
 def read_progress(path: str) -> dict:
-    """``{"episode": {column: (n,) float array}, "iteration": {...}}`` from a ``progress.csv``."""
-    rows = {"episode": [], "iteration": []}
+    """``{"episode": {column: (n,) float array}, "iteration": {...}, "eval": {...}}`` from a ``progress.csv``
+    (``eval`` has no rows in logs written before evaluation games existed)."""
+    rows = {"episode": [], "iteration": [], "eval": []}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             rows.setdefault(row["kind"], []).append(row)
@@ -35,13 +36,14 @@ def read_progress(path: str) -> dict:
 
 
 class RunLog(NamedTuple):
-    """A finished (or checkpointed) run: its ``config.json`` as a dict, the two kinds of rows, and the README."""
+    """A finished (or checkpointed) run: its ``config.json`` as a dict, its three kinds of rows, and the README."""
 
     name: str
     meta: dict
     episodes: dict
     iterations: dict
     readme: str
+    evals: dict = {}
 
     @property
     def command(self) -> str:
@@ -61,7 +63,8 @@ def read_run(run_dir: str) -> RunLog:
     progress = read_progress(os.path.join(run_dir, CSV_NAME))
     readme_path = os.path.join(run_dir, "README.md")
     readme = open(readme_path).read() if os.path.exists(readme_path) else ""
-    return RunLog(os.path.basename(os.path.normpath(run_dir)), meta, progress["episode"], progress["iteration"], readme)
+    return RunLog(os.path.basename(os.path.normpath(run_dir)), meta, progress["episode"], progress["iteration"], readme,
+                  progress["eval"])
 
 
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Preference data: segment pairs, synthetic labels, the FIFO preference buffer, reward learning and its accuracy.
 
-The pieces of the upper level of Algorithm 3 (spec §6.1 lines 3-4, §6.2 reward rows):
+The pieces of the upper level of Algorithm 3 (lines 3-4, Appendix I.1 of Yang et al.; reward settings of Appendix I.2):
 
 * **fragmenter** -- :func:`sample_segment_pairs` cuts 25-step segments from the newest ``inner_steps`` transitions of
   the replay buffer (the rollouts of the current policy ``pi_k``), uniformly at random, with replacement, inside one
@@ -29,7 +29,7 @@ def new_pairs_schedule(iteration: int, total_pairs: int = 9000, initial_pairs: i
     Iteration 0 is the warm-up (``initial_pairs``). Afterwards the authors' configuration spreads the remaining
     ``total_pairs - initial_pairs`` comparisons over ``schedule_iterations`` iterations with the hyperbolic weights
     ``1/(1 + t)``, ``t`` evenly spaced in [0, 1], rounded so that the counts add up exactly (the imitation library
-    rounds the cumulative shares): 6 pairs at the start, 3 at the end (spec §6.2). Iterations past the schedule keep
+    rounds the cumulative shares): 6 pairs at the start, 3 at the end (the authors' code). Iterations past the schedule keep
     its last value. ``pairs_per_iter > 0`` replaces the schedule by a constant.
     """
     if iteration == 0:

@@ -10,6 +10,8 @@ A preset sets the fields below; flags given on the command line override them.
 """
 from __future__ import annotations
 
+import sys
+
 PRESETS: dict[str, dict] = {
     "smoke": dict(total_steps=3_000, learning_starts=1_000, inner_steps=500, buffer_size=5_000, batch_size=32,
                   initial_pairs=20, warmup_epochs=2, pairs_per_iter=4, pref_buffer_size=100,
@@ -53,3 +55,20 @@ def format_duration(seconds: float) -> str:
 
 
 __all__ = ["PRESETS", "CPU_SECONDS", "estimate_cpu_seconds", "format_duration"]
+
+
+def announce_run(cfg, out_dir: str, disk_bytes: int, global_step: int, device_type: str) -> None:
+    """Before a run, on stderr: the disk its checkpoints need and, on a CPU, a rough wall time, with a warning when
+    it is hours (the paper's settings: days)."""
+    print(f"checkpoints in {out_dir} need about {disk_bytes / 1e9:.2f} GB of disk (replay frames written "
+          f"incrementally, every {cfg.checkpoint_every:,} steps)", file=sys.stderr, flush=True)
+    if device_type != "cpu" or global_step >= cfg.total_steps:
+        return
+    left = estimate_cpu_seconds(cfg) * (1.0 - global_step / cfg.total_steps)
+    print(f"{cfg.algo}: {cfg.total_steps - global_step:,} agent steps to go on the CPU; rough "
+          f"estimate {format_duration(left)} on one core", file=sys.stderr, flush=True)
+    if left > 2 * 3600:
+        print(f"warning: this is a multi-hour CPU run ({format_duration(left)}). For a first look use "
+              f"--preset smoke (minutes) or --preset cpu (about an hour); the paper's settings want a GPU "
+              f"(--device cuda). Ctrl-C stops with a checkpoint; --resume continues.",
+              file=sys.stderr, flush=True)

@@ -114,6 +114,12 @@ def summarize(runs, last: int = 10, heldout_iters: int = 10) -> list[dict]:
                      "steps": min(r.steps for r in rs), "games": int(sum(r.episodes["episode_return"].size for r in rs)),
                      "return": ret, "return_se": se, "last_games": last,
                      "pref_acc": acc[0], "heldout_pref_acc": mean_se(held)[0],
+                     "eval_greedy": mean_se([_last_value(r.evals.get("eval_return_greedy", np.zeros(0)))
+                                             for r in rs])[0],
+                     "eval_stochastic": mean_se([_last_value(r.evals.get("eval_return_stochastic", np.zeros(0)))
+                                                 for r in rs])[0],
+                     "r_clamped": mean_se([_last_value(r.iterations.get("r_clamped", np.zeros(0)))
+                                           for r in rs])[0],
                      "wall_min": float(np.mean([_last_value(r.iterations["wall_s"]) for r in rs]) / 60),
                      "mixed": mixed_settings(rs)})
     return rows
@@ -122,20 +128,26 @@ def summarize(runs, last: int = 10, heldout_iters: int = 10) -> list[dict]:
 def format_summary(rows) -> str:
     """The table ``summary`` prints."""
     head = (f"{'environment':18s} {'arm':14s} {'runs':>4s} {'steps':>9s} {'games':>6s} "
-            f"{'return (last N)':>19s} {'pref acc':>8s} {'held-out':>8s} {'wall min':>8s}")
+            f"{'return (last N)':>19s} {'eval greedy':>11s} {'eval stoch':>10s} {'pref acc':>8s} {'held-out':>8s} "
+            f"{'clamped':>7s} {'wall min':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         ret = f"{r['return']:.1f}" + ("" if math.isnan(r["return_se"]) else f" +- {r['return_se']:.1f}")
         acc = "-" if math.isnan(r["pref_acc"]) else f"{r['pref_acc']:.3f}"
         held = "-" if math.isnan(r["heldout_pref_acc"]) else f"{r['heldout_pref_acc']:.3f}"
+        ev_g, ev_s, clamped = (("-" if math.isnan(r[k]) else f"{r[k]:{fmt}}")
+                               for k, fmt in (("eval_greedy", ".1f"), ("eval_stochastic", ".1f"),
+                                              ("r_clamped", ".2f")))
         lines.append(f"{r['env']:18s} {r['algo']:14s} {r['runs']:4d} {r['steps']:9,d} {r['games']:6d} "
-                     f"{ret:>19s} {acc:>8s} {held:>8s} {r['wall_min']:8.1f}")
+                     f"{ret:>19s} {ev_g:>11s} {ev_s:>10s} {acc:>8s} {held:>8s} {clamped:>7s} {r['wall_min']:8.1f}")
         if r["mixed"]:
             lines.append(f"  warning: these runs differ in more than the seed: {', '.join(r['mixed'])}")
     n = rows[0]["last_games"] if rows else 10
     lines.append(f"return: mean of each run's last {n} games; +- one standard error over runs (over games for a "
                  f"single run). pref acc: last iteration, on the training buffer; held-out: new pairs before "
-                 f"training on them, pooled over the last iterations.")
+                 f"training on them, pooled over the last iterations. eval greedy/stoch: the last evaluation's mean "
+                 f"return of the greedy/stochastic policy on games of its own; clamped: fraction of the learned "
+                 f"rewards SAC read at the clamp in the last iteration (means over runs).")
     return "\n".join(lines)
 
 

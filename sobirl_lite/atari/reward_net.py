@@ -1,4 +1,4 @@
-"""The reward model ``r_x(s, a)`` of spec §6.2 (Christiano et al. 2017, App. A.2; the authors' ``CusCnnRewardNet``).
+"""The reward model ``r_x(s, a)`` of Appendix I.2 of Yang et al. (Christiano et al. 2017, App. A.2; the authors' ``CusCnnRewardNet``).
 
 Input: stacked frames ``(B, 4, 84, 84)`` uint8, scaled to [0, 1]. Four conv layers with kernels 7, 5, 3, 3 and strides
 3, 2, 1, 1, 16 filters each, every one followed by BatchNorm, LeakyReLU(0.01) and Dropout(0.5); then

@@ -1,4 +1,4 @@
-"""Discrete soft actor-critic with automatic temperature: the lower-level solver of Algorithm 3 (spec §6.1).
+"""Discrete soft actor-critic with automatic temperature: the lower-level solver of Algorithm 3 (Appendix I.1 of Yang et al.).
 
 Written in the spirit of CleanRL's ``sac_atari.py`` (which the authors adapted) for gymnasium 1.x: the discrete-action
 SAC of Christodoulou (2019), where every expectation over actions is computed exactly from the policy's

@@ -8,7 +8,12 @@ into what a chapter shows:
 * :func:`mean_ci` -- mean and 95% Student-t interval over seeds (the seeds are the independent samples);
 * :func:`final_return`, :func:`final_pref_acc` -- one number per run, to compare algorithms seed by seed;
 * :func:`difference_ci` and :func:`verdict` -- Welch's 95% interval for a difference of two algorithms' means, and
-  what it says: ``"higher"``, ``"lower"`` or ``"no detectable difference"``.
+  what it says: ``"higher"``, ``"lower"`` or ``"no detectable difference"`` (for unpaired arms);
+* the protocol of chapter 9's evaluation study (``book/data/minatar/eval_study/PROTOCOL.md``):
+  :func:`final_eval_return`, :func:`random_play_return`, :func:`normalised_scores` (one number per run),
+  :func:`iqm_intervals` and :func:`improvement_probability` (``rliable``: IQM with stratified-bootstrap intervals,
+  probability of improvement), :func:`paired_difference` (runs paired by seed, Student-t interval),
+  :func:`bonferroni_level` and :func:`equivalence_verdict` (a margin fixed in advance).
 """
 from __future__ import annotations
 
@@ -19,11 +24,13 @@ import os
 import numpy as np
 from scipy import stats
 
+from .config import config_arm
 from .logs import RunLog, read_run
 
 
 def read_sweep(sweep_dir: str, finished_only: bool = False) -> dict:
-    """``{(env_id, algo): [RunLog, ...]}`` for every run directory of ``sweep_dir`` (sorted by seed).
+    """``{(env_id, arm): [RunLog, ...]}`` for every run directory of ``sweep_dir`` (sorted by seed); the arm is the
+    algorithm, with a suffix for a variant of SoBiRL's term (``"sobirl-loo"``, :func:`~.config.config_arm`).
 
     ``finished_only`` keeps the runs with a ``done.json`` (a sweep stopped early has unfinished ones).
     """
@@ -34,7 +41,7 @@ def read_sweep(sweep_dir: str, finished_only: bool = False) -> dict:
             continue
         run = read_run(run_dir)
         c = run.meta["config"]
-        groups.setdefault((c["env_id"], c["algo"]), []).append(run)
+        groups.setdefault((c["env_id"], config_arm(c)), []).append(run)
     for runs in groups.values():
         runs.sort(key=lambda r: r.meta["config"]["seed"])
     return groups
@@ -101,6 +108,99 @@ def verdict(a, b, level: float = 0.95) -> str:
     if hi < 0:
         return "lower"
     return "no detectable difference"
+
+
+# --- the evaluation study's protocol ---------------------------------------------------------------------------------
+MARGIN = 0.2  # equivalence margin in normalised units, fixed in PROTOCOL.md before any result was read
+
+
+def final_eval_return(run: RunLog, last: int = 2, column: str = "eval_return_greedy") -> float:
+    """Mean of ``column`` over the run's last ``last`` evaluations (each a mean over its games); NaN without any."""
+    values = run.evals.get(column, np.array([]))
+    values = values[~np.isnan(values)]
+    return float(values[-last:].mean()) if values.size >= last else float("nan")
+
+
+def random_play_return(runs, learning_starts: int) -> float:
+    """Mean score of every game that ended before ``learning_starts`` (uniformly random actions), pooled over runs."""
+    scores = [r.episodes["episode_return"][r.episodes["global_step"] <= learning_starts] for r in runs]
+    scores = np.concatenate(scores) if scores else np.array([])
+    if scores.size == 0:
+        raise ValueError("no game ended during random play in these runs")
+    return float(scores.mean())
+
+
+def normalised_scores(returns, random_return: float, reference_return: float) -> np.ndarray:
+    """``(R - R_random) / (R_reference - R_random)``: random play is 0, the reference 1; ``(n,)`` -> ``(n,)``."""
+    span = reference_return - random_return
+    if not span > 0:
+        raise ValueError(f"the reference return {reference_return:.3f} does not exceed random play "
+                         f"{random_return:.3f}: scores cannot be normalised by it")
+    return (np.asarray(returns, float) - random_return) / span
+
+
+def iqm_intervals(scores: dict, reps: int = 50_000, level: float = 0.95, seed: int = 0) -> dict:
+    """``{arm: (IQM, low, high)}``: the interquartile mean of each arm's ``(n_runs,)`` scores (or
+    ``(n_runs, n_games)``, stratified over games) with ``rliable``'s stratified-bootstrap ``level`` interval."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    mats = {k: np.asarray(v, float).reshape(len(v), -1) for k, v in scores.items()}
+    np.random.seed(seed)  # rliable's bootstrap draws from numpy's global generator
+    point, ci = rly.get_interval_estimates(mats, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
+                                           confidence_interval_size=level)
+    return {k: (float(point[k][0]), float(ci[k][0, 0]), float(ci[k][1, 0])) for k in mats}
+
+
+def improvement_probability(x, y, reps: int = 20_000, level: float = 0.95, seed: int = 0) -> tuple:
+    """``P(X > Y)`` (ties count one half) of a run of arm ``x`` over one of arm ``y``, with ``rliable``'s bootstrap
+    interval: ``(p, low, high)``. ``x``, ``y``: ``(n,)`` or ``(n, n_games)`` scores."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
+    np.random.seed(seed)
+    point, ci = rly.get_interval_estimates({"p": (x, y)},
+                                           lambda a, b: np.array([metrics.probability_of_improvement(a, b)]),
+                                           reps=reps, confidence_interval_size=level)
+    return float(point["p"][0]), float(ci["p"][0, 0]), float(ci["p"][1, 0])
+
+
+def bonferroni_level(m: int, alpha: float = 0.05) -> float:
+    """The confidence level of each of ``m`` intervals whose family errs with probability at most ``alpha``."""
+    if m < 1:
+        raise ValueError(f"a family needs at least one comparison, got m={m}")
+    return 1.0 - alpha / m
+
+
+def paired_difference(a: dict, b: dict, level: float = 0.95) -> dict:
+    """Mean of the per-seed differences ``a[seed] - b[seed]`` over the seeds both arms have, with the paired
+    Student-t ``level`` interval (``scipy.stats.ttest_rel``).
+
+    ``a``, ``b``: ``{seed: value}``. Returns ``{"n", "seeds", "diff", "low", "high", "p"}``.
+    """
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        raise ValueError(f"a paired interval needs two seeds in both arms, got {seeds}")
+    x, y = np.array([a[s] for s in seeds], float), np.array([b[s] for s in seeds], float)
+    res = stats.ttest_rel(x, y)
+    ci = res.confidence_interval(confidence_level=level)
+    return {"n": len(seeds), "seeds": seeds, "diff": float(np.mean(x - y)), "low": float(ci.low),
+            "high": float(ci.high), "p": float(res.pvalue)}
+
+
+def equivalence_verdict(low: float, high: float, margin: float | None = MARGIN) -> str:
+    """What an interval ``[low, high]`` of a difference ``X - Y`` says: ``"on a par"`` (inside ``(-margin,
+    margin)``), ``"ahead"`` (above 0), ``"behind"`` (below 0), else ``"inconclusive"``. Without a margin
+    (``None``) only ahead/behind/inconclusive."""
+    if margin is not None and -margin < low and high < margin:
+        return "on a par"
+    if low > 0:
+        return "ahead"
+    if high < 0:
+        return "behind"
+    return "inconclusive"
 
 
 def sweep_record(sweep_dir: str) -> dict:

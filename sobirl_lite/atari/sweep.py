@@ -37,7 +37,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from .config import arm_name
+from .config import ALGOS, Config, arm_name
+from .flags import FLAGS, add_settings, config_from_args, train_parser
 
 DONE_NAME = "done.json"
 LOCK_NAME = ".lock"
@@ -138,7 +139,6 @@ def run_one(spec: RunSpec, sweep_dir: str, threads: int = 1) -> dict:
     """
     import torch
 
-    from .cli import build_parser, config_from_args
     from .trainers import run
 
     run_dir = os.path.join(sweep_dir, spec.name)
@@ -162,7 +162,7 @@ def run_one(spec: RunSpec, sweep_dir: str, threads: int = 1) -> dict:
         if threads > 0:
             torch.set_num_threads(threads)
         argv = spec.train_argv(run_dir, resume=state == "resume")
-        cfg = config_from_args(build_parser().parse_args(argv))
+        cfg = config_from_args(train_parser().parse_args(argv))
         cfg.validate()
         t0 = time.time()
         status = run(cfg, run_dir, resume=state == "resume", command=["python", "-m", "sobirl_lite.atari", *argv])
@@ -270,8 +270,9 @@ def sweep(specs, sweep_dir: str, ray_address: str | None = None, workers: int = 
     return run_local(todo, sweep_dir, workers or free_cores(), threads, log=log)
 
 
-def add_sweep_parser(sub, flags, choices) -> argparse.ArgumentParser:
-    """The ``sweep`` subcommand; ``flags``/``choices`` are ``train``'s optional settings, passed to every run."""
+def add_sweep_parser(sub) -> argparse.ArgumentParser:
+    """The ``sweep`` subcommand, added to the subparsers ``sub``; ``train``'s optional settings (:data:`.flags.FLAGS`)
+    are passed to every run."""
     p = sub.add_parser("sweep", help="run a grid of algorithms x seeds x environments (see 'sweep --help')",
                        description="Run every combination of --algos, --seeds and --env as resumable runs in "
                                    "DIR/<game>-<algo>-s<seed>/, locally (one process per free core) or on Ray. "
@@ -292,20 +293,12 @@ def add_sweep_parser(sub, flags, choices) -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=("fp32", "bf16"),
                    help="precision of every run's encoders (see 'train --help'; default fp32)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
-    g = p.add_argument_group("settings passed to every run (see 'train --help')")
-    for flag, field, typ, text in flags:
-        kw = {"type": typ, "default": None, "help": text, "metavar": field.upper()}
-        if field in choices:
-            kw["choices"] = choices[field]
-            kw.pop("metavar")
-        g.add_argument(flag, dest=field, **kw)
+    add_settings(p.add_argument_group("settings passed to every run (see 'train --help')"))
     return p
 
 
-def main_from_args(args, flags, argv) -> int:
-    """Entry point of ``sweep`` (called by :func:`~.cli.main`)."""
-    from .config import ALGOS, Config
-
+def main_from_args(args, argv) -> int:
+    """Entry point of ``sweep`` (called by :func:`~.cli.main` with the parsed ``args`` and the raw ``argv``)."""
     try:
         seeds = parse_seeds(args.seeds)
         algos = [a.strip() for a in args.algos.split(",") if a.strip()]
@@ -318,7 +311,7 @@ def main_from_args(args, flags, argv) -> int:
                              f"--algos sobirl alone (got --algos {','.join(algos)})")
         envs = [e.strip() for e in args.env.split(",") if e.strip()]
         extra = []
-        for flag, field, _, _ in flags:
+        for flag, field, _, _ in FLAGS:
             value = getattr(args, field)
             if value is not None:
                 extra += [flag, str(value)]

@@ -1,4 +1,4 @@
-"""Algorithm 3 (practical SoBiRL) and its two baselines, sharing everything but the reward loss (spec §6).
+"""Algorithm 3 (practical SoBiRL) and its two baselines, sharing everything but the reward loss (Appendix I of Yang et al.).
 
 =========================  ===========================================================================================
 ``practical_sobirl``       reward net trained on the surrogate of estimator (78): BCE + BCE.detach() * (1/alpha) * hypers
@@ -27,12 +27,8 @@ Checkpoints every ``checkpoint_every`` steps and on Ctrl-C; :meth:`Trainer.train
 """
 from __future__ import annotations
 
-import csv
 import glob
-import json
-import math
 import os
-import platform
 import signal
 import sys
 import time
@@ -41,29 +37,16 @@ import numpy as np
 import torch
 
 from .buffer import FrameReplayBuffer
-from .checkpoint import (CHECKPOINT_NAME, FORMAT, CheckpointError, atomic_torch_save, check_compatible,
-                         load_checkpoint, rng_state, set_rng_state)
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_torch_save, check_compatible, load_checkpoint
 from .config import Config
 from .env import EpisodeTracker, clip_reward, make_env
-from .estimator import sobirl_coefficient
-from .evaluation import EVAL_STATS, evaluate
-from .preferences import (PreferenceBuffer, RewardLearner, new_pairs_schedule, pair_accuracy, preference_accuracy,
-                          sample_segment_pairs, synthetic_labels)
-from .networks import make_reward_net
-from .presets import estimate_cpu_seconds, format_duration
+from .evaluation import evaluate
+from .presets import announce_run
+from .reward_phase import NO_ACCURACY, RewardPhase
+from .run_files import (CONFIG_NAME, CSV_FIELDS, CSV_NAME, R_STATS, ProgressBar, ProgressWriter,  # noqa: F401 (re-exported)
+                        hardware_summary, write_config)
 from .sac import SAC_STATS, DiscreteSAC
-
-CSV_FIELDS = ("kind", "global_step", "iteration", "episode_return", "episode_length", "pref_acc", "label_acc",
-              "reward_loss", "bce", "hyper", "surrogate", "coef", "n_pairs", "updates", *SAC_STATS, "alpha",
-              "lr_frac", "sps", "wall_s", "heldout_pref_acc", "heldout_label_acc", "heldout_pairs",
-              "r_mean", "r_std", "r_clamped", "hyper_weight", "saturated", *EVAL_STATS)
-# r_mean, r_std, r_clamped: the learned reward r_x(s, a) on the SAC batches of the iteration, before the clamp (mean
-# over updates of the batch mean, of the batch std, and of the fraction of |r| >= reward_clamp).
-# heldout_*: accuracy of the reward model on the iteration's new pairs *before* it trains on them.
-# hyper_weight, saturated: see preferences.EPOCH_STATS. eval_*: the rows of kind=eval (evaluation.py).
-R_STATS = ("r_mean", "r_std", "r_clamped")
-CSV_NAME = "progress.csv"
-CONFIG_NAME = "config.json"
+from .trainer_state import checkpoint_state, restore_state
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,24 +71,6 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def device_reseed(seed: int, step: int, stream: int) -> int:
-    """A seed for device generator ``stream`` when a run resumes on another device type, fixed by (seed, step)."""
-    return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
-
-
-def hardware_summary(device: torch.device) -> dict:
-    """What the run ran on (recorded in config.json and in the book's figure captions)."""
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    try:
-        info["affinity_cpus"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 class Trainer:
     """Holds every piece of a run; :meth:`train` runs (or resumes) it.
 
@@ -123,7 +88,6 @@ class Trainer:
         self.command = command if command is not None else list(sys.argv)
         self.ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
         self.csv_path = os.path.join(out_dir, CSV_NAME)
-        self.config_path = os.path.join(out_dir, CONFIG_NAME)
         saved = None
         if resume:
             saved = load_checkpoint(self.ckpt_path)  # raises CheckpointError with the reason
@@ -139,10 +103,11 @@ class Trainer:
         np.random.seed(cfg.seed)
         self._build()
         if saved is not None:
-            self._restore(saved)
+            restore_state(self, saved)
+            self._write_config(fresh=False)
         else:
             self._fresh()
-        self._open_logs(truncate_to=saved["csv_pos"] if saved is not None else None)
+        self.log = ProgressWriter(out_dir, saved["csv_pos"] if saved is not None else None, self.global_step)
         self.stop_requested = False
         self.verbose = verbose  # the notes on stderr: disk, wall-time estimate, reward warm-up epochs
 
@@ -157,10 +122,8 @@ class Trainer:
         self.buffer = FrameReplayBuffer(cfg.buffer_size // E, E, frame_shape, cfg.frame_stack, d, seed=cfg.seed)
         self.tracker = EpisodeTracker(E)
         self.learn_reward = cfg.algo in ("sobirl", "drlhf")
-        if self.learn_reward:
-            self.reward_net = make_reward_net(cfg, self.n_actions).to(d)  # Atari or MinAtar shape
-            self.reward_learner = RewardLearner(self.reward_net, cfg)
-            self.prefs = PreferenceBuffer(cfg.pref_buffer_size, cfg.segment_length, frame_shape, cfg.frame_stack, d)
+        # lines 3-4 of Algorithm 3 (see reward_phase.py); None for SAC on the true reward
+        self.reward = RewardPhase(cfg, self.n_actions, frame_shape, d) if self.learn_reward else None
         self.np_rng = np.random.default_rng(cfg.seed)  # random actions before learning starts
         self.act_gen = torch.Generator(device=d)  # policy sampling
         self.pref_gen = torch.Generator()  # segment picks, labels, reward mini-batch order (CPU: device-independent)
@@ -176,109 +139,27 @@ class Trainer:
         self.wall_offset = 0.0  # seconds of earlier sessions of this run
         self.sac_sums = torch.zeros(len(SAC_STATS), device=self.device)
         self.r_sums = torch.zeros(len(R_STATS), device=self.device)
-        self.pref_progress = None  # a preference phase stopped between reward epochs (see _preference_phase)
         self.phase_updates = 0
         self.lr_frac = 1.0
-        self.last_pref = {"pref_acc": float("nan"), "label_acc": float("nan")}
         self.obs, _ = self.env.reset(seed=cfg.seed)
         self.buffer.start(self.obs)
         for stale in glob.glob(os.path.join(self.out_dir, "replay_*")):  # frames of an abandoned earlier attempt
             os.remove(stale)
         self._write_config(fresh=True)
 
-    def _restore(self, s: dict) -> None:
-        self.global_step, self.iteration, self.phase_steps = s["global_step"], s["iteration"], s["phase_steps"]
-        self.phase_wall, self.wall_offset = s["phase_wall"], s["wall_s"]
-        self.sac_sums = s["sac_sums"].to(self.device)
-        self.r_sums = s.get("r_sums", torch.zeros(len(R_STATS))).to(self.device)
-        self.pref_progress = s.get("pref_progress")
-        self.phase_updates, self.lr_frac, self.last_pref = s["phase_updates"], s["lr_frac"], s["last_pref"]
-        self.agent.load_state_dict(s["agent"])
-        # Generator states of one device type cannot be loaded into another's: after a move between CPU and GPU
-        # the device generators (action sampling, replay sampling) are re-seeded from (seed, step) instead.
-        saved_type = s.get("device_type", self.device.type)
-        moved = saved_type != self.device.type
-        self.buffer.load_state_dict(s["buffer"], directory=self.out_dir,
-                                    reseed=device_reseed(self.cfg.seed, self.global_step, 3) if moved else None)
-        if self.learn_reward:
-            self.reward_net.load_state_dict(s["reward_net"])
-            self.reward_learner.optimizer.load_state_dict(s["reward_optimizer"])
-            self.prefs.load_state_dict(s["prefs"])
-        self.np_rng.bit_generator.state = s["np_rng"]
-        if moved:
-            self.act_gen.manual_seed(device_reseed(self.cfg.seed, self.global_step, 1))
-            print(f"note: the checkpoint was written on {saved_type}, this run uses {self.device.type}: the device "
-                  f"random generators were re-seeded from (seed, step), so the run continues correctly but not "
-                  f"bit-for-bit as it would have on {saved_type}", file=sys.stderr, flush=True)
-        else:
-            self.act_gen.set_state(s["act_gen"])
-        self.pref_gen.set_state(s["pref_gen"])
-        set_rng_state(s["rng"])
-        self.env.reset(seed=self.cfg.seed)
-        if s.get("env_state") is not None and self.cfg.env_backend == "gym":
-            self.env.set_state(s["env_state"])  # exact continuation of the game in progress
-            self.obs = s["obs"]
-            self.tracker.load_state_dict(s["tracker"])
-        else:
-            # The vector env cannot be snapshotted: start new games (seeded by the step, so they are new ones) and
-            # close the stored stream like an autoreset. The unfinished games are dropped from the log.
-            self.obs, _ = self.env.reset(seed=self.cfg.seed + self.global_step)
-            E = self.env.num_envs
-            self.buffer.add(np.zeros(E, np.int64), np.zeros(E), np.zeros(E), self.obs, np.ones(E, bool))
-        self._write_config(fresh=False)
-
     def _write_config(self, fresh: bool) -> None:
-        if fresh:
-            meta = {"config": self.cfg.to_dict(), "command": self.command, "resumed_with": [],
-                    "n_actions": self.n_actions, "hardware": hardware_summary(self.device),
-                    "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-        else:
-            with open(self.config_path) as f:
-                meta = json.load(f)
-            meta["config"] = self.cfg.to_dict()
-            meta.setdefault("resumed_with", []).append({"command": self.command, "at_step": self.global_step,
-                                                        "hardware": hardware_summary(self.device)})
-        tmp = self.config_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=2)
-        os.replace(tmp, self.config_path)
+        write_config(os.path.join(self.out_dir, CONFIG_NAME), self.cfg.to_dict(), self.command, self.device, fresh,
+                     self.n_actions, self.global_step)
 
-    def _open_logs(self, truncate_to: int | None) -> None:
-        if truncate_to is not None:  # drop the rows written after the checkpoint: they will be written again
-            with open(self.csv_path, "r+b") as f:
-                f.truncate(truncate_to)
-        new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
-        self.csv_file = open(self.csv_path, "a", newline="")
-        fields = CSV_FIELDS
-        if not new:  # a log begun by an older version keeps its columns (newer ones are left out, not misaligned)
-            with open(self.csv_path, newline="") as f:
-                fields = next(csv.reader(f))
-        self.csv = csv.DictWriter(self.csv_file, fieldnames=fields, extrasaction="ignore")
-        if new:
-            self.csv.writeheader()
-            self.csv_file.flush()
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # optional dependency
+    @property
+    def last_pref(self) -> dict:
+        """The reward model's latest accuracy on the preference buffer (NaN before the first, and for SAC)."""
+        return self.reward.last_pref if self.learn_reward else NO_ACCURACY
 
-            self.tb = SummaryWriter(os.path.join(self.out_dir, "tb"), purge_step=self.global_step or None)
-        except ImportError:
-            pass
-
-    # -- logging ----------------------------------------------------------------------------------------------
-    def _log(self, row: dict) -> None:
-        row = {k: ("" if (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
-        self.csv.writerow(row)
-        self.csv_file.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("kind", "global_step") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(f"{row['kind']}/{k}", v, row["global_step"])
-
+    # -- one agent step ---------------------------------------------------------------------------------------
     def _wall(self) -> float:
         return self.wall_offset + (time.perf_counter() - self.session_start)
 
-    # -- one agent step ---------------------------------------------------------------------------------------
     def _learning(self) -> bool:
         return self.iteration > 0 and self.global_step >= self.cfg.learning_starts
 
@@ -286,11 +167,9 @@ class Trainer:
         """The rewards SAC learns from: clipped true rewards, or ``r_x(s, a)`` clamped to [-1, 1]."""
         if not self.learn_reward:
             return batch["rewards"]
-        r = self.reward_net.reward(batch["obs"], batch["actions"], clamp=None)
-        c = self.cfg.reward_clamp
-        # on the device, summed per iteration: no host sync per update
-        self.r_sums += torch.stack([r.mean(), r.std(), (r.abs() >= c).float().mean()])
-        return r.clamp(-c, c)
+        r, stats = self.reward.sac_rewards(batch)
+        self.r_sums += stats  # on the device, summed per iteration: no host sync per update
+        return r
 
     def _env_step(self) -> None:
         cfg, E = self.cfg, self.env.num_envs
@@ -306,7 +185,7 @@ class Trainer:
         self.global_step += E
         self.phase_steps += E
         for _, ret, length in self.tracker.update(raw_reward, info):
-            self._log({"kind": "episode", "global_step": self.global_step, "iteration": self.iteration,
+            self.log.write({"kind": "episode", "global_step": self.global_step, "iteration": self.iteration,
                        "episode_return": ret, "episode_length": length, "alpha": self.agent.alpha,
                        "wall_s": round(self._wall(), 3)})
             self.last_return = ret
@@ -319,106 +198,15 @@ class Trainer:
             if self.global_step // cfg.target_update_every > prev // cfg.target_update_every:
                 self.agent.update_targets()
 
-    # -- one preference phase -----------------------------------------------------------------------------------
-    def _preference_phase(self, bar=None) -> dict | None:
-        """Lines 3-4 of Algorithm 3. Returns the iteration's statistics, or ``None`` when Ctrl-C stopped it between
-        two reward epochs (``self.pref_progress`` then records how far it got; a checkpoint resumes from there)."""
-        cfg = self.cfg
-        if self.pref_progress is None:  # this iteration's new pairs, gathered once (also across a resume)
-            n_new = new_pairs_schedule(self.iteration, cfg.total_pairs, cfg.initial_pairs, cfg.schedule_iterations,
-                                       cfg.pairs_per_iter)
-            window = cfg.inner_steps // self.env.num_envs  # this phase's rollouts: pi_k's segments only
-            pairs = sample_segment_pairs(self.buffer, n_new, cfg.segment_length, window, self.pref_gen)
-            heldout = {"heldout_pref_acc": float("nan"), "heldout_label_acc": float("nan"), "heldout_pairs": 0}
-            if pairs is not None:
-                labels = synthetic_labels(pairs["true_returns"], cfg.label_mode, cfg.label_temperature,
-                                          cfg.return_diff_clip, self.pref_gen)
-                # held-out accuracy: the reward model has not trained on these pairs yet
-                acc = pair_accuracy(self.reward_net, pairs["frames"], pairs["actions"], pairs["true_returns"],
-                                    labels, self.buffer.stack, clip=cfg.return_diff_clip)
-                heldout = {"heldout_pref_acc": acc["pref_acc"], "heldout_label_acc": acc["label_acc"],
-                           "heldout_pairs": int(labels.numel())}
-                self.prefs.push(pairs["frames"], pairs["actions"], pairs["true_returns"], labels)
-            coef = 0.0
-            if cfg.algo == "sobirl":
-                coef = sobirl_coefficient(self.global_step, self.agent.alpha, cfg.hyper_warmup_steps)
-            self.pref_progress = {"epochs_done": 0, "coef": coef, "heldout": heldout, "stats": None}
-        progress = self.pref_progress
-        epochs = cfg.warmup_epochs if self.iteration == 0 else cfg.reward_epochs
-        if len(self.prefs) == 0:
-            epochs = 0
-        stats = progress["stats"] or {"reward_loss": float("nan"), "bce": float("nan"), "hyper": float("nan"),
-                                      "surrogate": float("nan")}
-        while progress["epochs_done"] < epochs:
-            if self.stop_requested:
-                print(f"stopping between reward epochs ({progress['epochs_done']}/{epochs} done); the checkpoint "
-                      f"resumes the reward training from there", file=sys.stderr, flush=True)
-                return None
-            t0 = time.perf_counter()
-            stats = self.reward_learner.epoch(self.prefs, self.agent.actor, progress["coef"], self.pref_gen)
-            progress["epochs_done"] += 1
-            progress["stats"] = stats
-            if epochs > 1:  # the warm-up: hours at the paper's settings on a CPU, so say where it is
-                done, left = progress["epochs_done"], epochs - progress["epochs_done"]
-                dt = time.perf_counter() - t0
-                line = (f"reward warm-up epoch {done}/{epochs}: bce {stats['bce']:.4f}, {dt:.1f} s/epoch, "
-                        f"about {format_duration(left * dt)} left ({len(self.prefs)} pairs)")
-                if bar is not None:
-                    bar.write(line)
-                elif self.verbose:
-                    print(line, file=sys.stderr, flush=True)
-        if len(self.prefs) > 0:
-            self.last_pref = preference_accuracy(self.reward_net, self.prefs, clip=cfg.return_diff_clip)
-        self.pref_progress = None
-        return {**stats, **self.last_pref, **progress["heldout"], "coef": progress["coef"],
-                "n_pairs": len(self.prefs)}
-
     # -- checkpoints ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         """Atomic checkpoint. The replay frames go to disk incrementally (only the slots written since the previous
         checkpoint; see :meth:`~.buffer.FrameReplayBuffer.save_frames`), the rest into ``checkpoint.pt``."""
-        self.csv_file.flush()
-        os.fsync(self.csv_file.fileno())
+        csv_pos = self.log.sync()
         delta = self.buffer.save_frames(self.out_dir, tag=self.global_step)
-        state = {
-            "format": FORMAT, "config": self.cfg.to_dict(), "algo": self.cfg.algo,
-            "global_step": self.global_step, "iteration": self.iteration, "phase_steps": self.phase_steps,
-            "phase_wall": self.phase_wall + (time.perf_counter() - self.phase_start),
-            "wall_s": self._wall(), "sac_sums": self.sac_sums.cpu(), "phase_updates": self.phase_updates,
-            "r_sums": self.r_sums.cpu(), "pref_progress": self.pref_progress,
-            "lr_frac": self.lr_frac, "last_pref": self.last_pref,
-            "agent": self.agent.state_dict(), "device_type": self.device.type,
-            "buffer": self.buffer.state_dict(frames=False) | {"frames_delta": delta},
-            "np_rng": self.np_rng.bit_generator.state, "act_gen": self.act_gen.get_state(),
-            "pref_gen": self.pref_gen.get_state(), "rng": rng_state(),
-            "env_state": self.env.get_state(), "obs": self.obs, "tracker": self.tracker.state_dict(),
-            "csv_pos": self.csv_file.tell(),
-        }
-        if self.learn_reward:
-            state |= {"reward_net": self.reward_net.state_dict(),
-                      "reward_optimizer": self.reward_learner.optimizer.state_dict(),
-                      "prefs": self.prefs.state_dict()}
-        atomic_torch_save(state, self.ckpt_path)
+        atomic_torch_save(checkpoint_state(self, csv_pos, delta), self.ckpt_path)
         self.buffer.commit_frames(self.out_dir, delta)
         self.last_ckpt_step = self.global_step
-
-    def _announce(self) -> None:
-        """Before a run: a rough wall time on a CPU, with a warning when it is hours (paper defaults: days)."""
-        if not self.verbose:
-            return
-        need = self.buffer.disk_bytes(self.cfg.checkpoint_every)
-        print(f"checkpoints in {self.out_dir} need about {need / 1e9:.2f} GB of disk (replay frames written "
-              f"incrementally, every {self.cfg.checkpoint_every:,} steps)", file=sys.stderr, flush=True)
-        if self.device.type != "cpu" or self.global_step >= self.cfg.total_steps:
-            return
-        left = estimate_cpu_seconds(self.cfg) * (1.0 - self.global_step / self.cfg.total_steps)
-        print(f"{self.cfg.algo}: {self.cfg.total_steps - self.global_step:,} agent steps to go on the CPU; rough "
-              f"estimate {format_duration(left)} on one core", file=sys.stderr, flush=True)
-        if left > 2 * 3600:
-            print(f"warning: this is a multi-hour CPU run ({format_duration(left)}). For a first look use "
-                  f"--preset smoke (minutes) or --preset cpu (about an hour); the paper's settings want a GPU "
-                  f"(--device cuda). Ctrl-C stops with a checkpoint; --resume continues.",
-                  file=sys.stderr, flush=True)
 
     # -- the outer loop -----------------------------------------------------------------------------------------
     def train(self) -> str:
@@ -435,13 +223,10 @@ class Trainer:
             self.stop_requested = True
 
         signal.signal(signal.SIGINT, on_sigint)
-        self._announce()
-        bar = None
-        if cfg.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.total_steps, initial=self.global_step, unit="step", dynamic_ncols=True,
-                       desc=f"{cfg.algo} seed {cfg.seed}")
+        if self.verbose:
+            announce_run(self.cfg, self.out_dir, self.buffer.disk_bytes(self.cfg.checkpoint_every),
+                         self.global_step, self.device.type)
+        bar = ProgressBar(cfg, self.global_step, self.verbose)
         try:
             while self.global_step < cfg.total_steps and not self.stop_requested:
                 # (line 2) SAC on r_{x_k} for inner_steps agent steps
@@ -449,12 +234,8 @@ class Trainer:
                        and not self.stop_requested):
                     before = self.global_step
                     self._env_step()
-                    if bar is not None:
-                        bar.update(self.global_step - before)
-                        if self.global_step % 500 < self.env.num_envs:
-                            bar.set_postfix(ret=self.last_return, alpha=round(self.agent.alpha, 4),
-                                            acc=_fmt_acc(self.last_pref.get("pref_acc")),
-                                            label_acc=_fmt_acc(self.last_pref.get("label_acc")), refresh=False)
+                    bar.advance(before, self.global_step, self.env.num_envs, self.last_return, self.agent.alpha,
+                                self.last_pref)
                     if self.global_step // cfg.checkpoint_every > self.last_ckpt_step // cfg.checkpoint_every:
                         self.save_checkpoint()
                 if self.phase_steps < cfg.inner_steps:
@@ -473,12 +254,12 @@ class Trainer:
                     if self.learn_reward:
                         row |= dict(zip(R_STATS, (self.r_sums / self.phase_updates).tolist()))
                 row |= pref
-                self._log(row)
+                self.log.write(row)
                 if cfg.eval_every and (self.global_step // cfg.eval_every
                                        > (self.global_step - self.phase_steps) // cfg.eval_every):
-                    self._log({"kind": "eval", "global_step": self.global_step, "iteration": self.iteration,
-                               **evaluate(self.agent.actor, cfg, self.global_step, self.device),
-                               "wall_s": round(self._wall(), 3)})
+                    self.log.write({"kind": "eval", "global_step": self.global_step, "iteration": self.iteration,
+                                    **evaluate(self.agent.actor, cfg, self.global_step, self.device),
+                                    "wall_s": round(self._wall(), 3)})
                 self.iteration += 1
                 self.phase_steps, self.phase_wall, self.phase_updates = 0, 0.0, 0
                 self.sac_sums.zero_()
@@ -487,22 +268,18 @@ class Trainer:
             self.save_checkpoint()
         finally:
             signal.signal(signal.SIGINT, old_handler)
-            if bar is not None:
-                bar.close()
+            bar.close()
         return "interrupted" if self.stop_requested else "done"
 
+    def _preference_phase(self, bar) -> dict | None:
+        """Lines 3-4 of Algorithm 3 on this SAC phase's rollouts (:meth:`.reward_phase.RewardPhase.run`)."""
+        return self.reward.run(self.iteration, self.global_step, self.agent.alpha, self.agent.actor, self.buffer,
+                               self.cfg.inner_steps // self.env.num_envs, self.pref_gen,
+                               lambda: self.stop_requested, bar.say)
+
     def close(self) -> None:
-        self.csv_file.close()
-        if self.tb is not None:
-            self.tb.close()
+        self.log.close()
         self.env.close()
-
-
-def _fmt_acc(x) -> str:
-    """Accuracy for the progress bar: "ties" when every pair is a tie (NaN), "-" before the first measurement."""
-    if x is None:
-        return "-"
-    return "ties" if math.isnan(x) else f"{x:.2f}"
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, command: list[str] | None = None,

@@ -17,7 +17,7 @@ import numpy as np
 from ..hypergrad import hypergradient, phi
 from ..mdp import gridworld
 from ..plotting import plot_field, plot_grid_policy
-from ..problem import BilevelProblem
+from ..bilevel import BilevelProblem
 from ..rewards import LinearReward
 from ..soft import solve_soft_mdp
 from ..upper import UpperValue

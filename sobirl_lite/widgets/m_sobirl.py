@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..algorithms.m_sobirl import MSoBiRLConfig, m_sobirl
-from ..problems import synthetic_problem
+from ..instances import synthetic_problem
 from ._figure import FigureView, panel, settings_row
 
 

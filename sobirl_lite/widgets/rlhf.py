@@ -12,7 +12,7 @@ import numpy as np
 
 from ..algorithms.drlhf import drlhf
 from ..algorithms.sobirl import SoBiRLConfig, sobirl
-from ..plotting_sobirl import plot_band
+from ..plotting import plot_band
 from ..rlhf import example_setup
 from ._figure import FigureView, panel, settings_row
 

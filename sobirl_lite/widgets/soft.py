@@ -106,7 +106,7 @@ class ValueIterationErrors(NamedTuple):
 
 
 def value_iteration_errors(mdp: TabularMDP, iters: int, V0=None, V_star=None) -> ValueIterationErrors:
-    """Errors of the iteration :math:`V_{k+1} = \\mathcal T(V_k)` (the fixed-point map of spec §2) for
+    """Errors of the iteration :math:`V_{k+1} = \\mathcal T(V_k)` (the fixed-point map of chapter 2) for
     ``k = 0..iters``. ``V0`` defaults to zeros and ``V_star`` to a tight :func:`solve_soft_mdp` solve."""
     if int(iters) < 0:
         raise ValueError(f"iters must be non-negative; got {iters}")

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from sobirl_lite.atari.cli import FLAGS, build_parser, main
+from sobirl_lite.atari.cli import build_parser, main
+from sobirl_lite.atari.flags import FLAGS
 from sobirl_lite.atari.trainers import CSV_FIELDS
 
 STEPS = "600"

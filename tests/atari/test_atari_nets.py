@@ -1,4 +1,4 @@
-"""Networks and the discrete SAC update: spec §6.2 architectures, TD target by hand, temperature direction, LR anneal."""
+"""Networks and the discrete SAC update: architectures of Appendix I.2 of Yang et al., TD target by hand, temperature direction, LR anneal."""
 from __future__ import annotations
 
 import copy
@@ -17,7 +17,7 @@ def frames(B, seed=0):
     return torch.randint(0, 256, (B, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 
-def test_reward_net_matches_spec_6_2():
+def test_reward_net_matches_appendix_I_2():
     net = RewardNet(9)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert [c.kernel_size[0] for c in convs] == [7, 5, 3, 3]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sobirl_lite.atari.cli import build_parser, config_from_args, main
+from sobirl_lite.atari.cli import build_parser, main
+from sobirl_lite.atari.flags import config_from_args
 from sobirl_lite.atari.config import Config
 from sobirl_lite.atari.presets import PRESETS, estimate_cpu_seconds
 from sobirl_lite.atari.report import collect_runs, summarize

@@ -1,10 +1,10 @@
-"""The synthetic problem (spec §3) and the reward-shaping problem (spec §5)."""
+"""The synthetic problem (chapter 4) and the reward-shaping problem (Section 3.3 of Yang et al.)."""
 import numpy as np
 import pytest
 import torch
 
 import sobirl_lite as sl
-from sobirl_lite.problems import (AffineReward, QuadraticFormReward, hard_synthetic_problem, potential_features,
+from sobirl_lite.instances import (AffineReward, QuadraticFormReward, hard_synthetic_problem, potential_features,
                                   shaping_problem, state_bonus_features, synthetic_problem)
 
 

@@ -1,4 +1,4 @@
-"""The bilevel problem (spec §2, eq. (1)): :math:`\\min_x \\phi(x) = f(x, \\pi^*_x)`, with :math:`\\pi^*_x` optimal in
+"""The bilevel problem (eq. (1) of Yang et al.): :math:`\\min_x \\phi(x) = f(x, \\pi^*_x)`, with :math:`\\pi^*_x` optimal in
 the entropy-regularised MDP :math:`\\mathcal M_\\tau(x) = (S, A, P, r_x, \\gamma, \\tau)`."""
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Ready-made bilevel problems for the model-based chapters.
 
-* :func:`synthetic_problem`: the paper's synthetic instance (spec §3, "code settings"): a random MDP with
+* :func:`synthetic_problem`: the paper's synthetic instance (chapter 4 of the book; the settings of the authors' public code): a random MDP with
   :math:`|\\mathcal S| = 10`, :math:`|\\mathcal A| = 5`, the quadratic-form reward
   :math:`r_x(s,a) = c_{sa}\\,x^\\top M x` with :math:`x\\in\\mathbb R^{100}`, :math:`\\gamma = 0.5`, :math:`\\tau = 1` and
   :math:`f(x,\\pi) = \\tfrac12\\|x\\|^2 + \\tfrac12\\|\\pi\\|^2`; :func:`hard_synthetic_problem` is the same with
   :math:`\\gamma = 0.9`.
-* :func:`shaping_problem`: reward shaping (spec §5) on a grid world with a sparse goal reward. The lower level
+* :func:`shaping_problem`: reward shaping (Section 3.3 of Yang et al.; chapter 5 of the book) on a grid world with a sparse goal reward. The lower level
   learns on :math:`r + F_x`, the upper level scores the resulting policy on the original reward.
 
 Both reward classes below have an analytic, loop-free vector-Jacobian product, so a hyper-gradient costs one
@@ -18,7 +18,7 @@ import numpy as np
 # torch is imported where it is used: the rest of the package runs without it (in Pyodide, torch does not exist).
 
 from .mdp import TabularMDP, gridworld
-from .problem import BilevelProblem
+from .bilevel import BilevelProblem
 from .rewards import _Reward, real_array
 from .upper import QuadraticUpper, UpperValue
 
@@ -27,7 +27,7 @@ from .upper import QuadraticUpper, UpperValue
 # Rewards
 # ----------------------------------------------------------------------------------------------------------------
 class QuadraticFormReward(_Reward):
-    """:math:`r_x(s,a) = c_{sa}\\, x^\\top M x` (the synthetic reward of spec §3).
+    """:math:`r_x(s,a) = c_{sa}\\, x^\\top M x` (the synthetic reward of chapter 4).
 
     ``c`` (S, A), ``M`` (n, n) (not necessarily symmetric). Since :math:`\\nabla_x (x^\\top M x) = (M + M^\\top)x`,
 
@@ -126,7 +126,7 @@ def potential_features(mdp: TabularMDP):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The synthetic problem (spec §3)
+# The synthetic problem (chapter 4 of the book)
 # ----------------------------------------------------------------------------------------------------------------
 def synthetic_transitions(S: int, A: int, rng):
     """Random transitions as in the authors' generator: each (s, a) gets a support of size uniform in
@@ -143,7 +143,7 @@ def synthetic_transitions(S: int, A: int, rng):
 
 def synthetic_problem(seed: int = 0, gamma: float = 0.5, tau: float = 1.0, S: int = 10, A: int = 5,
                       n: int = 100) -> BilevelProblem:
-    """The paper's synthetic bilevel problem (spec §3, code settings of M-SoBiRL).
+    """The paper's synthetic bilevel problem (chapter 4 of the book: the settings of the authors' M-SoBiRL code).
 
     * transitions: :func:`synthetic_transitions` (support size in [1, S-1]);
     * reward: :class:`QuadraticFormReward` with :math:`c_{sa} = U_{sa}U'_{sa}`, :math:`U, U'\\sim\\mathcal U[0,1]`
@@ -175,7 +175,7 @@ def hard_synthetic_problem(seed: int = 0, **kwargs) -> BilevelProblem:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reward shaping on a grid world (spec §5)
+# Reward shaping on a grid world (Section 3.3 of Yang et al.)
 # ----------------------------------------------------------------------------------------------------------------
 DEFAULT_WALLS = ((1, 1), (1, 2), (1, 3), (3, 2), (3, 3), (3, 4), (4, 1))
 
@@ -183,7 +183,7 @@ DEFAULT_WALLS = ((1, 1), (1, 2), (1, 3), (3, 2), (3, 3), (3, 4), (4, 1))
 def shaping_problem(height: int = 6, width: int = 6, walls=DEFAULT_WALLS, goal=None, start=(0, 0),
                     slip: float = 0.1, gamma: float = 0.9, tau: float = 1.0, shaping: str = "state_bonus",
                     goal_reward: float = 1.0) -> BilevelProblem:
-    """Reward shaping on a grid world with a sparse goal reward (spec §5).
+    """Reward shaping on a grid world with a sparse goal reward (Section 3.3 of Yang et al.).
 
     * Environment: :func:`~sobirl_lite.mdp.gridworld` (absorbing goal paying ``goal_reward`` per step, zero
       elsewhere, slip probability ``slip``, start cell ``start``).
