@@ -98,11 +98,11 @@ pdf: book browser poppler
 	$(PYTHON) tools/book_pdf.py --html _build/html --out _build/pdf/sobirl-book.pdf
 
 # One thread per numerical library, TEST_JOBS pytest-xdist workers (default 2, one per core of the development
-# machine; more threads only oversubscribe the cores). --dist loadgroup keeps each module marked in tests/conftest.py
-# on one worker, and --no-loadscope-reorder keeps conftest's order: the book build starts first, its readers go last.
+# machine; more threads only oversubscribe the cores). --dist loadfile runs each test module on one worker, and
+# --no-loadscope-reorder keeps tests/conftest.py's order: the book build starts first, the modules reading it go last.
 TEST_JOBS ?= 2
 test: vendor browser poppler
-	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadgroup \
+	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile \
 	  --no-loadscope-reorder --durations=25
 
 # JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes

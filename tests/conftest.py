@@ -24,37 +24,30 @@ def book_build(request) -> book_support.BookBuild:
     return book_support.shared_book_build(run_id)
 
 
-# -- scheduling on pytest-xdist workers (make test: -n 2 --dist loadgroup --no-loadscope-reorder) ----------------------
-# Modules run whole on one worker when their module-scoped fixture is expensive or writes a fixed folder, so it is set
-# up once: the book build's checks (the build itself is shared anyway), the student edition (builds into
-# _build/student), the PDF (prints the book) and JupyterLab (a server).
-ONE_WORKER_MODULES = {"test_book_build.py": "book", "test_student.py": "student", "test_pdf.py": "pdf",
-                      "test_lab.py": "lab"}
-# Longest chapters first, so that no long chapter starts last (quick-budget cell times of book/teaching.md).
+# -- scheduling on pytest-xdist workers (make test: -n 2 --dist loadfile --no-loadscope-reorder) -----------------------
+# --dist loadfile runs each test module whole on one worker, so a module-scoped fixture is set up once (the student
+# edition builds into _build/student, the PDF prints the book, JupyterLab starts a server). (--dist loadgroup with
+# xdist_group marks would be finer, but pytest-xdist 3.8.0 cannot rename pytest 9.2's node ids: the groups are
+# silently ignored.) The modules are dispatched in the order below.
+# Longest chapters first within test_notebooks.py (quick-budget cell times of book/teaching.md).
 LONG_CHAPTERS = ["08_", "07_", "11_", "10_", "04_", "05_", "09_"]
 
 
 def _rank(item, modules_needing_book: set[str]) -> tuple[int, int]:
     """Where ITEM goes in the run: the book build first (one worker builds while the other runs the chapters under
-    nbval and the package tests), then the chapters, the rest, and last the tests that read the built book (by
-    then it is built, so no worker waits for it)."""
+    nbval), then the chapters, the package tests, and last the modules that read the built book (by then it is
+    built, so no worker sits waiting for it)."""
     module = item.path.name
     if module == "test_book_build.py":
         return (0, 0)
     if module == "test_notebooks.py":
         rank = next((i for i, prefix in enumerate(LONG_CHAPTERS) if prefix in item.name), len(LONG_CHAPTERS))
         return (1, rank)
-    if module in modules_needing_book or "book_build" in getattr(item, "fixturenames", ()):
+    if module in modules_needing_book:
         return (3, 0)
     return (2, 0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    needing_book = {item.path.name for item in items if item.path.name in ONE_WORKER_MODULES
-                    and "book_build" in getattr(item, "fixturenames", ())}
-    for item in items:
-        group = ONE_WORKER_MODULES.get(item.path.name)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    needing_book = {item.path.name for item in items if "book_build" in getattr(item, "fixturenames", ())}
     items.sort(key=lambda item: _rank(item, needing_book))  # stable: within a rank the collection order stays
