@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup vendor browser poppler book student pdf test lab clean
+.PHONY: help setup lock vendor browser poppler book student pdf test lab clean
 
 help:
 	@echo "make book   build the book (HTML in _build/html)"
@@ -17,6 +17,7 @@ help:
 	@echo "make student  build the student edition (HTML in _build/student/html, notebooks in _build/student/src/book)"
 	@echo "make pdf    print the whole book to _build/pdf/sobirl-book.pdf"
 	@echo "make lab    open the chapters in JupyterLab (quick budget; make lab BUDGET=full for the book's)"
+	@echo "make lock   regenerate requirements-lock.txt after changing a pin in pyproject.toml"
 	@echo "make clean  remove build outputs (keeps .venv and vendor/)"
 
 # The virtual environment. Checked first so a too-old Python fails with a message instead of a pip error.
@@ -24,13 +25,27 @@ $(PYTHON):
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version.split()[0] + "; run with PY=python3.11")'
 	$(PY) -m venv $(VENV)
 
-# Reinstall whenever the pins change. torch is pinned (==2.13.0) in pyproject.toml: a range would let pip pull a
-# multi-GB CUDA build.
-$(STAMP): pyproject.toml | $(PYTHON)
-	$(PYTHON) -m pip install -q -e ".[book,test,ray]"
+# Every install is constrained by the lock (requirements-lock.txt: the whole dependency tree, exact versions, for
+# Linux, macOS and Windows alike), so a clone installs the same versions next year; pyproject.toml keeps the direct
+# pins. Reinstall whenever either changes. TORCH_INDEX (optional) is a pip index to take torch from first, e.g.
+# PyTorch's CPU-only wheels on Linux (make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu): PyPI's Linux
+# torch is the CUDA build, gigabytes of it. Either way the lock's torch==2.13.0 holds (2.13.0+cpu satisfies it).
+LOCK := requirements-lock.txt
+TORCH_INDEX ?=
+$(STAMP): pyproject.toml $(LOCK) | $(PYTHON)
+	$(if $(TORCH_INDEX),$(PYTHON) -m pip install -q -c $(LOCK) --extra-index-url "$(TORCH_INDEX)" torch)
+	$(PYTHON) -m pip install -q -c $(LOCK) -e ".[book,test,ray]"
 	@touch $@
 
 setup: $(STAMP)
+
+# Regenerate the lock after changing a pin in pyproject.toml (and environment.yml): uv resolves the pins for every
+# platform at once (--universal) and keeps every other version already in the lock unless the new pins need another.
+UV_VERSION := 0.13.8
+lock: | $(PYTHON)
+	$(PYTHON) -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra book --extra test --extra ray --universal --python-version 3.11 \
+	  --custom-compile-command "make lock" -o $(LOCK)
 
 # MathJax 3, RequireJS and the ipywidgets HTML manager from the npm registry into the git-ignored vendor/, so the
 # book renders math and widgets without network. Without npm or a registry it warns and the book uses CDNs.
@@ -65,7 +80,12 @@ poppler:
 	  echo "WARNING: poppler-utils is missing and cannot be installed without root; make pdf and tests/test_pdf.py need it"; \
 	fi
 
+# Chapters run BOOK_JOBS at a time into the jupyter-cache (tools/execute_book.py), then the build renders them; a
+# rebuild executes only the chapters whose code changed (everything again when the package, book/data or the pins
+# changed). `make book BOOK_JOBS=4` on a machine with more cores and memory.
+BOOK_JOBS ?= 2
 book: vendor
+	SOBIRL_BUDGET=full $(PYTHON) tools/execute_book.py --budget full --jobs $(BOOK_JOBS)
 	SOBIRL_BUDGET=full $(BIN)/jupyter-book build . -W -n --keep-going
 
 # The student edition: the book without solutions or reference implementations, implementation exercises as stubs.
@@ -77,9 +97,13 @@ student: book
 pdf: book browser poppler
 	$(PYTHON) tools/book_pdf.py --html _build/html --out _build/pdf/sobirl-book.pdf
 
-# One thread per numerical library: the tests run on 2 shared cores, and oversubscription only slows them down.
+# One thread per numerical library, TEST_JOBS pytest-xdist workers (default 2, one per core of the development
+# machine; more threads only oversubscribe the cores). --dist loadfile runs each test module on one worker, and
+# --no-loadscope-reorder keeps tests/conftest.py's order: the book build starts first, the modules reading it go last.
+TEST_JOBS ?= 2
 test: vendor browser poppler
-	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest
+	SOBIRL_BUDGET=quick OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile \
+	  --no-loadscope-reorder --durations=25
 
 # JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes
 # back to the .md; the widgets are live. The configuration lives in .lab/ (tests/test_lab.py starts the same server).

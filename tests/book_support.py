@@ -151,30 +151,72 @@ class BookBuild:
 
 
 def build_book(out_dir: Path = TEST_BOOK_DIR, budget: str = "quick", timeout: float = 1800) -> BookBuild:
-    """Build the book as ``make book`` does (warnings are errors), with the given budget, into OUT_DIR."""
+    """Build the book as ``make book`` does, with the given budget, into OUT_DIR (from nothing: OUT_DIR is emptied):
+    the chapters into the execution cache by tools/execute_book.py ($SOBIRL_BOOK_JOBS at a time, default 1: the
+    test workers already share the cores), then ``jupyter-book build -W -n`` (warnings are errors)."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     env = {**os.environ, "SOBIRL_BUDGET": budget, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    execute = [sys.executable, str(REPO / "tools" / "execute_book.py"), "--budget", budget,
+               "--jobs", os.environ.get("SOBIRL_BOOK_JOBS", "1"), "--cache", str(out_dir / "_build" / ".jupyter_cache")]
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going",
            "--path-output", str(out_dir)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    seconds = time.perf_counter() - start
+    proc = subprocess.run(execute, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
+    if proc.returncode == 0:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        log += proc.stdout + proc.stderr
+    seconds = time.perf_counter() - start
     (out_dir / "build.log").write_text(log)
+    (out_dir / "build.json").write_text(json.dumps({"returncode": proc.returncode, "seconds": seconds}))
     problems = [line for line in log.splitlines() if SPHINX_PROBLEM.search(line)]
     return BookBuild(proc.returncode, log, out_dir / "_build" / "html", seconds, problems)
 
 
 def reuse_book(out_dir: Path = TEST_BOOK_DIR) -> BookBuild:
-    """The build that ``build_book`` left in OUT_DIR, read back from its log (SOBIRL_REUSE_TEST_BOOK=1)."""
+    """The build that ``build_book`` left in OUT_DIR, read back from its log and exit code (SOBIRL_REUSE_TEST_BOOK=1,
+    and the pytest-xdist workers that did not build it)."""
     log = (out_dir / "build.log").read_text()
     problems = [line for line in log.splitlines() if SPHINX_PROBLEM.search(line)]
     ok = (out_dir / "_build" / "html" / "index.html").is_file()
-    return BookBuild(0 if ok else 1, log, out_dir / "_build" / "html", 0.0, problems)
+    saved = out_dir / "build.json"
+    returncode = json.loads(saved.read_text())["returncode"] if saved.is_file() else (0 if ok else 1)
+    return BookBuild(returncode, log, out_dir / "_build" / "html", 0.0, problems)
+
+
+@contextlib.contextmanager
+def build_lock(path: Path = BUILD / "test-book.lock"):
+    """Hold an exclusive lock on PATH: the pytest-xdist workers of one run take turns, so one builds the test book
+    while the others wait for it (POSIX ``flock``; the lock goes with the process if it dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_book_build(run_id: str | None, out_dir: Path = TEST_BOOK_DIR) -> BookBuild:
+    """The test book, built once per test run however many pytest-xdist workers ask for it.
+
+    RUN_ID names the run (pytest-xdist's ``testrun_uid``; None without xdist). The first worker to ask builds under
+    the lock and records RUN_ID beside the build; a worker that finds its own RUN_ID there reuses that build, exit
+    code and log included. The npm assets are fetched under the same lock, so two workers never write vendor/ at once.
+    """
+    with build_lock():
+        offline_assets_module().fetch()
+        marker = out_dir / "testrun.txt"
+        if run_id is not None and marker.is_file() and marker.read_text() == run_id:
+            return reuse_book(out_dir)
+        build = build_book(out_dir)
+        if run_id is not None:
+            marker.write_text(run_id)
+        return build
 
 
 # ---------------------------------------------------------------------------------------------------------------

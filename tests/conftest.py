@@ -9,28 +9,45 @@ import book_support
 
 
 @pytest.fixture(scope="session")
-def book_build() -> book_support.BookBuild:
+def book_build(request) -> book_support.BookBuild:
     """The book built with the quick budget into _build/test-book (warnings are errors), with offline assets.
 
-    Fetching the npm assets is idempotent and prints a warning instead of failing when the registry is unreachable;
-    the browser test then decides whether a CDN build is acceptable (not under CI).
+    Built once per run: under pytest-xdist the first worker to ask builds it and the others wait for that build
+    (book_support.shared_book_build). Fetching the npm assets is idempotent and prints a warning instead of failing
+    when the registry is unreachable; the browser test then decides whether a CDN build is acceptable (not under CI).
     """
-    book_support.offline_assets_module().fetch()
     reuse = os.environ.get("SOBIRL_REUSE_TEST_BOOK") == "1" and not book_support.IN_CI
     if reuse and (book_support.TEST_BOOK_DIR / "build.log").is_file():
         # For iterating on the browser tests: keep the last build instead of building again (never under CI).
         return book_support.reuse_book()
-    return book_support.build_book()
+    run_id = getattr(request.config, "workerinput", {}).get("testrun_uid")
+    return book_support.shared_book_build(run_id)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """Headless Chromium, one per test module (the page tests and the live-widget tests); skips without it (fails
-    under CI, where a browser is required)."""
-    binary = book_support.require_chromium("cannot check the rendered book")
-    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        chrome.open_tab()
-        yield chrome
-    finally:
-        chrome.close()
+# -- scheduling on pytest-xdist workers (make test: -n 2 --dist loadfile --no-loadscope-reorder) -----------------------
+# --dist loadfile runs each test module whole on one worker, so a module-scoped fixture is set up once (the student
+# edition builds into _build/student, the PDF prints the book, JupyterLab starts a server). (--dist loadgroup with
+# xdist_group marks would be finer, but pytest-xdist 3.8.0 cannot rename pytest 9.2's node ids: the groups are
+# silently ignored.) The modules are dispatched in the order below.
+# Longest chapters first within test_notebooks.py (quick-budget cell times of book/teaching.md).
+LONG_CHAPTERS = ["08_", "07_", "11_", "10_", "04_", "05_", "09_"]
+
+
+def _rank(item, modules_needing_book: set[str]) -> tuple[int, int]:
+    """Where ITEM goes in the run: the book build first (one worker builds while the other runs the chapters under
+    nbval), then the chapters, the package tests, and last the modules that read the built book (by then it is
+    built, so no worker sits waiting for it)."""
+    module = item.path.name
+    if module == "test_book_build.py":
+        return (0, 0)
+    if module == "test_notebooks.py":
+        rank = next((i for i, prefix in enumerate(LONG_CHAPTERS) if prefix in item.name), len(LONG_CHAPTERS))
+        return (1, rank)
+    if module in modules_needing_book:
+        return (3, 0)
+    return (2, 0)
+
+
+def pytest_collection_modifyitems(config, items):
+    needing_book = {item.path.name for item in items if "book_build" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: _rank(item, needing_book))  # stable: within a rank the collection order stays

@@ -169,8 +169,12 @@ def test_pbrl_period_two_cycle_is_detected():
     with pytest.warns(RuntimeWarning, match=r"PBRL is not converging: x has alternated between two points"):
         h = pbrl(SYN, SYN.x0, _quick(PBRLConfig, beta=0.1, inner_steps=10, iterations=3000))
     assert h.extra["cycle"] is not None and len(h) < 3000
-    g = h["grad_norm"][-10:]
-    assert np.ptp(g) < 1e-3 * g.mean()                               # the gradient norm has stopped changing
+    assert len(h) == h.extra["cycle"] + PBRLConfig.cycle_window      # stopped as soon as the window was full
+    g = np.asarray(h["grad_norm"][-10:])
+    # The norm has stalled far from zero. Its spread over the last ten iterations depends on the BLAS kernels
+    # (0.02-0.03% under OPENBLAS_CORETYPE=Haswell, Sandybridge and Prescott, 0.26% on another CPU), so allow 2%;
+    # a run that still converges shrinks its norm by orders of magnitude (this one reached 0.03 before cycling).
+    assert np.ptp(g) < 0.02 * g.mean() and g.min() > 1.0
     # a step that converges raises no warning and records no cycle
     h_ok = pbrl(SMALL, X_SMALL, _quick(PBRLConfig, iterations=200))
     assert h_ok.extra["cycle"] is None

@@ -42,10 +42,12 @@ def test_iterative_policy_evaluation_matches_direct_solve():
         y, cost, sweeps = policy_evaluation_iterative(mdp, pi, b, None, 1e-13, 10_000, transpose=transpose)
         np.testing.assert_allclose(y, sl.solve_policy_system(mdp, pi, b, transpose=transpose), rtol=1e-10)
         assert cost == sweeps and sweeps > 100
-        y2, cost2, _ = policy_evaluation_iterative(mdp, pi, b, None, 1e-13, 10_000, transpose=transpose,
-                                                   P_pi=mdp.policy_matrix(pi))
+        y2, cost2, sweeps2 = policy_evaluation_iterative(mdp, pi, b, None, 1e-13, 10_000, transpose=transpose,
+                                                         P_pi=mdp.policy_matrix(pi))
         np.testing.assert_allclose(y2, y, rtol=1e-12)
-        assert cost2 == pytest.approx(cost / 3)
+        # A sweep with the formed P_pi costs 1/A backup. The two paths round differently, so the stopping test can
+        # fire one sweep apart (it does under OPENBLAS_CORETYPE=Prescott): compare the counts within one.
+        assert cost2 == pytest.approx(sweeps2 / 3) and abs(sweeps2 - sweeps) <= 1
 
 
 def test_exact_hgd_config_errors():

@@ -1,0 +1,132 @@
+"""The book's execution cache: a rebuild executes only the chapters whose code changed.
+
+Checked on a toy book of two tiny notebooks that takes the book's own execution settings (the ``execute`` section
+of ``_config.yml``) through the same two steps as ``make book``: ``tools/execute_book.py`` (chapters into the
+jupyter-cache, two at a time) and ``jupyter-book build -W -n``. Each toy chapter appends its name to
+``executions.log`` when it runs, so the log says exactly which chapters each step executed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from book_support import REPO
+
+_spec = importlib.util.spec_from_file_location("execute_book", REPO / "tools" / "execute_book.py")
+execute_book = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(execute_book)
+
+pytestmark = pytest.mark.slow
+
+FRONT_MATTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3 (ipykernel)
+  language: python
+  name: python3
+---
+"""
+
+
+def _chapter(name: str, code: str, prose: str = "Some prose.") -> str:
+    return FRONT_MATTER + f"""
+# Chapter {name}
+
+{prose}
+
+```{{code-cell}} ipython3
+with open("executions.log", "a") as log:  # one line per execution of this chapter
+    log.write("{name}\\n")
+{code}
+```
+"""
+
+
+def _toy_book(root: Path) -> Path:
+    execute = yaml.safe_load((REPO / "_config.yml").read_text())["execute"]
+    assert execute["execute_notebooks"] == "cache"
+    config = {"title": "Toy", "author": "tests", "only_build_toc_files": True, "execute": execute,
+              "exclude_patterns": ["_build", "sobirl_lite", "executions.log"],
+              "sphinx": {"local_extensions": {"execution_cache": str(REPO / "book" / "_ext")}}}
+    root.mkdir()
+    (root / "_config.yml").write_text(yaml.safe_dump(config))
+    (root / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "intro",
+                                                   "chapters": [{"file": "a"}, {"file": "b"}]}))
+    (root / "intro.md").write_text("# Toy book\n\nTwo chapters.\n")
+    (root / "a.md").write_text(_chapter("a", 'print("a says", 1)'))
+    (root / "b.md").write_text(_chapter("b", 'print("b says", 2)'))
+    (root / "sobirl_lite").mkdir()  # stands in for the package the chapters import (part of the fingerprint)
+    (root / "sobirl_lite" / "__init__.py").write_text("A = 1\n")
+    return root
+
+
+def _execute(root: Path, budget: str = "quick") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "tools" / "execute_book.py"), "--root", str(root), "--budget", budget,
+           "--jobs", "2"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def _build(root: Path) -> str:
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(root), "-W", "-n", "--keep-going"], capture_output=True,
+                          text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"the toy book did not build:\n{log[-4000:]}"
+    return log
+
+
+def _executions(root: Path) -> list[str]:
+    log = root / "executions.log"
+    return sorted(log.read_text().split()) if log.is_file() else []
+
+
+def test_a_rebuild_executes_only_the_edited_chapter(tmp_path):
+    root = _toy_book(tmp_path / "toy")
+    proc = _execute(root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _executions(root) == ["a", "b"]
+    _build(root)
+    assert _executions(root) == ["a", "b"], "the build executed a chapter that execute_book.py had cached"
+    html = root / "_build" / "html"
+    assert "a says 1" in (html / "a.html").read_text() and "b says 2" in (html / "b.html").read_text()
+    # The executed notebooks that `make student` reads (_build/jupyter_execute) carry the cached outputs.
+    executed = json.loads((root / "_build" / "jupyter_execute" / "a.ipynb").read_text())
+    outputs = [out for cell in executed["cells"] if cell["cell_type"] == "code" for out in cell["outputs"]]
+    assert any("a says 1" in "".join(out.get("text", "")) for out in outputs), executed["cells"]
+
+    (root / "b.md").write_text(_chapter("b", 'print("b says", 3)'))  # a code edit in chapter b
+    assert _execute(root).returncode == 0
+    _build(root)
+    assert _executions(root) == ["a", "b", "b"], "only the edited chapter may run again"
+    assert "b says 3" in (html / "b.html").read_text()
+
+    (root / "a.md").write_text(_chapter("a", 'print("a says", 1)', prose="A typo fixed."))  # prose only
+    proc = _execute(root)
+    assert proc.returncode == 0 and "every chapter is cached" in proc.stdout
+    assert _executions(root) == ["a", "b", "b"], "a prose edit must not execute anything"
+
+
+def test_a_package_change_runs_everything_and_a_failing_chapter_stops(tmp_path):
+    root = _toy_book(tmp_path / "toy")
+    assert _execute(root).returncode == 0 and _executions(root) == ["a", "b"]
+    assert _execute(root).returncode == 0 and _executions(root) == ["a", "b"]      # nothing changed
+    (root / "sobirl_lite" / "__init__.py").write_text("A = 2\n")                    # the package changed
+    assert _execute(root).returncode == 0 and _executions(root) == ["a", "a", "b", "b"]
+    # The budget is part of the same fingerprint (tools/execute_book.py), so another budget also starts afresh.
+    assert execute_book.fingerprint(root, "quick") != execute_book.fingerprint(root, "full")
+
+    (root / "b.md").write_text(_chapter("b", 'raise RuntimeError("broken chapter")'))
+    proc = _execute(root)
+    assert proc.returncode == 1
+    assert "b.md FAILED" in proc.stderr and "broken chapter" in proc.stderr
+    assert _executions(root) == ["a", "a", "b", "b", "b"]                          # a stayed cached
