@@ -9,12 +9,14 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup vendor browser poppler book student pdf test lab clean
+.PHONY: help setup vendor browser poppler book student student-pdf assignments pdf test lab clean
 
 help:
 	@echo "make book   build the book (HTML in _build/html)"
 	@echo "make test   run every test (quick budget)"
 	@echo "make student  build the student edition (HTML in _build/student/html, notebooks in _build/student/src/book)"
+	@echo "make student-pdf  print the student edition to _build/pdf/sobirl-book-student.pdf"
+	@echo "make assignments  one otter-grader assignment per chapter in _build/assignments (HIDDEN_SEED=... for yours)"
 	@echo "make pdf    print the whole book to _build/pdf/sobirl-book.pdf"
 	@echo "make lab    open the chapters in JupyterLab (quick budget; make lab BUDGET=full for the book's)"
 	@echo "make clean  remove build outputs (keeps .venv and vendor/)"
@@ -72,6 +74,18 @@ book: vendor
 # It reuses the execution of `make book` (_build/jupyter_execute) instead of running every chapter again.
 student: book
 	$(PYTHON) tools/student_edition.py --executed _build/jupyter_execute/book --out _build/student
+
+# The student edition as one PDF (no solutions): tools/book_pdf.py on the student HTML, pages of the student toc.
+student-pdf: student browser poppler
+	$(PYTHON) tools/student_edition.py --out _build/student --print-pdf _build/pdf/sobirl-book-student.pdf
+
+# One otter-grader assignment per chapter (tools/otter_assignments.py): student notebook, autograder zip for
+# Gradescope or `otter run` (local, no Docker), rubric. HIDDEN_SEED sets the hidden tests' cases: choose your own.
+# Only the chapters' sources are read; nothing is executed.
+HIDDEN_SEED ?= 20260
+CHAPTERS ?=
+assignments: setup
+	$(PYTHON) tools/otter_assignments.py --out _build/assignments --hidden-seed $(HIDDEN_SEED) $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 # The whole book as one PDF, printed from the HTML of `make book` by headless Chromium (tools/book_pdf.py).
 pdf: book browser poppler
