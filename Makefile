@@ -97,7 +97,7 @@ test: vendor browser poppler
 
 # JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes
 # back to the .md; the widgets are live. The configuration lives in .lab/ (tests/test_lab.py starts the same server).
-# Quick budget by default, so a chapter runs top to bottom in well under a minute; `make lab BUDGET=full` gives the
+# Quick budget by default (most chapters run in seconds to a minute, chapters 7, 8, 11 in a few); `make lab BUDGET=full` gives the
 # numbers of the rendered book. Extra options go to JupyterLab: `make lab LAB_ARGS="--port=8899"`.
 BUDGET ?= quick
 LAB_ARGS ?=

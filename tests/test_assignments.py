@@ -109,7 +109,7 @@ def test_otter_grades_a_correct_and_a_tuned_submission(tmp_path):
     made = otter_assignments.build("book/01_soft_mdps", tmp_path / "assignments", DOCS,
                                    otter_assignments.standalone_notebook.book_labels(DOCS), hidden_seed=4242)
     student = made["student"]
-    text = student.read_text(encoding="utf-8")
+    text = "\n".join(c.source for c in nbformat.read(student, as_version=4).cells) + student.read_text()
     assert "seed=4242" not in text and "return r + gamma * P @ V" not in text     # hidden test, solution
     assert "raise NotImplementedError" in text and 'grader.check("ex_ch1_implement")' in text
     assert "Model answer" in made["rubric"].read_text(encoding="utf-8")

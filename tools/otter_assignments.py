@@ -50,7 +50,12 @@ _EXERCISE = re.compile(r"^(?P<fence>:{3,})\{exercise\}\s*(?P<title>.*)$")
 _SOL_START = re.compile(r"^(?P<fence>:{3,})\{solution-start\}\s*(?P<label>\S+)")
 _SOL_END = re.compile(r"^(?P<fence>:{3,})\{solution-end\}")
 _CHECKER = re.compile(r"\b(check_\w+)\(")
-EXPERIMENT_WORDS = re.compile(r"\b(run|runs|plot|sweep|seeds|measure|experiment|time|compare)\b", re.I)
+# The kind of each written exercise that is not a derivation (book/teaching.md's table says the same; a test checks):
+# an experiment runs code and reports what it shows, a calculation works a number out and checks it.
+WRITTEN_KINDS = {
+    "ex-ch5-2": "experiment", "ex-ch6-3": "experiment", "ex-ch7-2": "experiment",
+    "ex-ch6-2": "calculation", "ex-ch8-2": "calculation", "ex-ch8-3": "calculation",
+}
 
 
 class AssignmentError(RuntimeError):
@@ -77,8 +82,7 @@ class Exercise:
     def kind(self) -> str:
         if self.reference is not None:
             return "implementation"
-        return "experiment" if EXPERIMENT_WORDS.search(self.title + " " + self.statement.split("\n")[0]) else \
-            "derivation"
+        return WRITTEN_KINDS.get(self.label, "derivation")
 
     @property
     def name(self) -> str:
@@ -224,6 +228,11 @@ RUBRICS = {
         ("1", "the key step of the model answer below (or an equivalent argument) is present and correct"),
         ("1", "the numerical check runs, tests the identity or bound on random instances with a tolerance, and "
               "would fail if the statement were false"),
+    ],
+    "calculation": [
+        ("1", "the quantities are set up correctly (the formula or schedule used is stated and is the right one)"),
+        ("1", "the number is right, with its unit, to the precision the model answer gives"),
+        ("1", "a code cell computes or checks it, and the answer says what follows from it"),
     ],
     "experiment": [
         ("1", "the experiment runs as asked (sizes, seeds, parameters stated) and its output is shown"),
