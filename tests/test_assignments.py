@@ -113,6 +113,13 @@ def test_otter_grades_a_correct_and_a_tuned_submission(tmp_path):
     assert "seed=4242" not in text and "return r + gamma * P @ V" not in text     # hidden test, solution
     assert "raise NotImplementedError" in text and 'grader.check("ex_ch1_implement")' in text
     assert "Model answer" in made["rubric"].read_text(encoding="utf-8")
+    _, exercises = otter_assignments.split_exercises(book_support.read_notebook(REPO / "book" / "01_soft_mdps.md"))
+    solution_lines = [ln.strip() for ex in exercises for ln in ex.solution_md if len(ln.strip()) > 40]
+    solution_lines += [ln.strip() for ex in exercises for c in ex.solution_code if ex.kind != "implementation"
+                       for ln in c.source.splitlines() if len(ln.strip()) > 30]
+    assert len(solution_lines) > 10
+    leaked = [ln for ln in solution_lines if ln in text]
+    assert not leaked, f"solution text in the student notebook: {leaked[:3]}"
     scores = {}
     for name, body in (("correct", SOLUTION), ("tuned", TUNED % (_public_gammas(),))):
         sub = _submission(student, body, tmp_path / f"{name}.ipynb")

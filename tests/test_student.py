@@ -326,6 +326,9 @@ def test_macro_expansion_and_markdown_fallback():
     text = ":::{prf:theorem} Big\n:label: thm-x\n\nBody {cite:p}`a,b` and {doc}`01_soft_mdps`.\n:::"
     out = standalone_notebook.plain_markdown(text, {"01_soft_mdps": "Soft MDPs"}, macros)
     assert out == "**Theorem: Big.**\n\nBody (a; b) and Soft MDPs."
+    # a display with & but no environment (Sphinx adds `split`): aligned, or Jupyter's MathJax says "Misplaced &"
+    out = standalone_notebook.plain_markdown("$$\na&=b\\\\\n&=c\n$$", {}, macros)
+    assert out == "$$\n\\begin{aligned}\na&=b\\\\\n&=c\n\\end{aligned}\n$$"
 
 
 @pytest.mark.slow

@@ -207,7 +207,17 @@ def plain_markdown(text: str, labels: dict[str, str], macros=None) -> str:
     for _ in range(2):                  # twice: a title put in by a role may hold a role itself
         text = _ROLE.sub(lambda m: _role_text(m["role"], m["body"], labels), text)
     text = re.sub(r"(\$\$)\s*\(([\w-]+)\)", r"\1", text)      # $$ ... $$ (label): the label is MyST's
+    text = re.sub(r"\$\$(.+?)\$\$", _split_lines, text, flags=re.S)
     return expand_macros(text, macros)
+
+
+def _split_lines(m: re.Match) -> str:
+    """A display with line breaks or alignment points but no environment: Sphinx wraps it in ``split``; a notebook
+    renders it as written, where ``&`` is an error. Wrap it in ``aligned`` (what ``split`` does, inside ``$$``)."""
+    body = m.group(1)
+    if ("&" in body or "\\\\" in body) and "\\begin{" not in body:
+        body = "\n\\begin{aligned}" + body.rstrip() + "\n\\end{aligned}\n"
+    return "$$" + body + "$$"
 
 
 # ----------------------------------------------------------------------------------------------------------------
