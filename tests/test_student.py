@@ -281,8 +281,9 @@ def test_student_exercises_run_under_nbval(student_build, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Standalone student notebooks (tools/standalone_notebook.py): they run and read outside the book
-_MYST_LEFT = re.compile(r"^\s*(:{3,}|`{3,})\{[\w:-]+\}|\{(doc|ref|numref|eq|cite|cite:p|cite:t|prf:ref)\}`|^\([\w-]+\)=\s*$",
-                        re.M)
+_MYST_LEFT = re.compile(r"^\s*(:{3,}|`{3,})\{[\w:-]+\}"                         # a directive
+                        r"|\{(doc|ref|numref|eq|cite|cite:p|cite:t|prf:ref)\}`"     # a role
+                        r"|^\([\w-]+\)=\s*$", re.M)                                 # a label
 
 
 @pytest.fixture(scope="module")
@@ -443,7 +444,10 @@ RENDER_JS = r"""
     if (c.type === "code") c.outputs.toJSON().forEach((o) => { if (o.data && o.data["image/png"]) pngs.push(i); });
   }
   const imgs = Array.from(w.node.querySelectorAll(".jp-OutputArea-output img"));
-  for (const img of imgs) { img.scrollIntoView(); if (!img.complete) await new Promise((r) => { img.onload = img.onerror = r; setTimeout(r, 3000); }); }
+  for (const img of imgs) {
+    img.scrollIntoView();
+    if (!img.complete) await new Promise((r) => { img.onload = img.onerror = r; setTimeout(r, 3000); });
+  }
   return {text, merrors, red, math: w.node.querySelectorAll("mjx-container").length, pngs: pngs.length,
           shown: imgs.filter((img) => img.naturalWidth > 0).length, imgs: imgs.length};
 })()

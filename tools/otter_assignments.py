@@ -330,8 +330,8 @@ def main(argv=None) -> int:
     labels = standalone_notebook.book_labels(docs)
     for k, doc in enumerate(chapters):
         made = build(doc, args.out.resolve(), docs, labels, args.hidden_seed + 100 * k)
-        print(f"{Path(doc).name}: student {made['student'].relative_to(REPO) if REPO in made['student'].parents else made['student']}, "
-              f"autograder {made['autograder'].name}, rubric {made['rubric'].name}")
+        print(f"{Path(doc).name}: student {made['student']}, autograder {made['autograder'].name}, "
+              f"rubric {made['rubric'].name}")
     return 0
 
 
