@@ -9,12 +9,14 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup lock vendor browser poppler book student pdf test lab clean
+.PHONY: help setup lock vendor browser poppler book student student-pdf assignments pdf test lab clean
 
 help:
 	@echo "make book   build the book (HTML in _build/html)"
 	@echo "make test   run every test (quick budget)"
 	@echo "make student  build the student edition (HTML in _build/student/html, notebooks in _build/student/src/book)"
+	@echo "make student-pdf  print the student edition to _build/pdf/sobirl-book-student.pdf"
+	@echo "make assignments  one otter-grader assignment per chapter in _build/assignments (HIDDEN_SEED=... for yours)"
 	@echo "make pdf    print the whole book to _build/pdf/sobirl-book.pdf"
 	@echo "make lab    open the chapters in JupyterLab (quick budget; make lab BUDGET=full for the book's)"
 	@echo "make lock   regenerate requirements-lock.txt after changing a pin in pyproject.toml"
@@ -93,6 +95,18 @@ book: vendor
 student: book
 	$(PYTHON) tools/student_edition.py --executed _build/jupyter_execute/book --out _build/student
 
+# The student edition as one PDF (no solutions): tools/book_pdf.py on the student HTML, pages of the student toc.
+student-pdf: student browser poppler
+	$(PYTHON) tools/student_edition.py --out _build/student --print-pdf _build/pdf/sobirl-book-student.pdf
+
+# One otter-grader assignment per chapter (tools/otter_assignments.py): student notebook, autograder zip for
+# Gradescope or `otter run` (local, no Docker), rubric. HIDDEN_SEED sets the hidden tests' cases: choose your own.
+# Only the chapters' sources are read; nothing is executed.
+HIDDEN_SEED ?= 20260
+CHAPTERS ?=
+assignments: setup
+	$(PYTHON) tools/otter_assignments.py --out _build/assignments --hidden-seed $(HIDDEN_SEED) $(if $(CHAPTERS),--chapters $(CHAPTERS))
+
 # The whole book as one PDF, printed from the HTML of `make book` by headless Chromium (tools/book_pdf.py).
 pdf: book browser poppler
 	$(PYTHON) tools/book_pdf.py --html _build/html --out _build/pdf/sobirl-book.pdf
@@ -107,7 +121,7 @@ test: vendor browser poppler
 
 # JupyterLab on the chapters (book/): the MyST .md chapters open as notebooks through jupytext, and saving writes
 # back to the .md; the widgets are live. The configuration lives in .lab/ (tests/test_lab.py starts the same server).
-# Quick budget by default, so a chapter runs top to bottom in well under a minute; `make lab BUDGET=full` gives the
+# Quick budget by default (most chapters run in seconds to a minute, chapters 7, 8, 11 in a few); `make lab BUDGET=full` gives the
 # numbers of the rendered book. Extra options go to JupyterLab: `make lab LAB_ARGS="--port=8899"`.
 BUDGET ?= quick
 LAB_ARGS ?=

@@ -17,7 +17,10 @@ Conventions: plain numpy arrays in, plain arrays out, so that a solution needs n
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -32,7 +35,7 @@ from .upper import QuadraticUpper, UpperValue
 __all__ = ["ExerciseCheckFailed", "CheckReport", "check_soft_bellman", "check_implicit_value_derivative",
            "check_adjoint_hypergradient", "check_w_step", "check_true_return", "check_exploration_term",
            "check_preference_loss", "check_hyper_term", "check_soft_policy_value", "check_pmd_step",
-           "check_welch_interval"]
+           "check_welch_interval", "check_m_sobirl"]
 
 
 class ExerciseCheckFailed(AssertionError):
@@ -59,24 +62,65 @@ class _Case:
     args: tuple
     expected: np.ndarray
     slips: dict
+    overflow_hint: str = ""        # the slip that shows as inf/nan on this case (an unshifted exponential)
+    parts: tuple | None = None     # ((name, shape), ...) of a flattened answer
 
 
 def _fmt_index(idx, shape) -> str:
     return "" if not shape else f" at index {tuple(int(i) for i in idx)}"
 
 
-def _compare(yours, expected, rtol, atol):
-    """(ok, message, max_abs_diff) for one answer against one expected array."""
+def _fmt_pair(y: float, e: float) -> str:
+    """``yours ..., expected ...`` with enough significant digits to show their difference to about two digits
+    (6 at least, 17 at most: the last is all a float64 holds)."""
+    y, e = float(y), float(e)
+    digits = 6
+    if y != e and np.isfinite(y) and np.isfinite(e):
+        scale = max(abs(y), abs(e))
+        digits = int(min(17, max(6, np.ceil(np.log10(scale / abs(y - e))) + 2)))
+    return f"yours {y:.{digits}g}, expected {e:.{digits}g}"
+
+
+# Answers in these dtypes carry about this many significant digits; the checks compare to float64 round-off.
+_LOW_PRECISION = {"float32": "about 7", "float16": "about 3", "bfloat16": "about 3"}
+
+
+def _dtype_name(value) -> str:
+    """The dtype of a numpy array or torch tensor as a short name ('float32'), '' for anything else."""
+    dtype = getattr(value, "dtype", None)
+    return "" if dtype is None else str(dtype).replace("torch.", "")
+
+
+def _locate(idx, parts) -> str:
+    """`` in NAME at index (...)`` for a flat index into the concatenation of named parts, else the plain index."""
+    if parts is None or len(idx) != 1:
+        return _fmt_index(idx, (1,) if idx else ())
+    flat = int(idx[0])
+    for name, shape in parts:
+        size = int(np.prod(shape))
+        if flat < size:
+            return f" in {name} at index {tuple(int(i) for i in np.unravel_index(flat, shape))}"
+        flat -= size
+    return _fmt_index(idx, (1,))
+
+
+def _compare(yours, expected, rtol, atol, parts=None):
+    """(ok, message, max_abs_diff) for one answer against one expected array.
+
+    ``parts``: ((name, shape), ...) when the answer is several tensors flattened into one vector (a value and its
+    gradients); a mismatch is then reported by the tensor's name and its own index.
+    """
     expected = np.asarray(expected, dtype=np.float64)
+    precision = _dtype_name(yours)
     try:
         yours = np.asarray(yours, dtype=np.float64)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:
         return False, f"returned {type(yours).__name__}, which is not an array of numbers ({err})", np.inf
     if yours.shape != expected.shape:
         return False, f"returned shape {yours.shape}; expected {expected.shape}", np.inf
     if not np.all(np.isfinite(yours)):
         bad = np.argwhere(~np.isfinite(yours))[0] if yours.ndim else ()
-        return False, f"returned a non-finite value{_fmt_index(bad, yours.shape)}", np.inf
+        return False, f"returned a non-finite value{_locate(tuple(bad), parts) if yours.ndim else ''}", np.inf
     diff = np.abs(yours - expected)
     tol = atol + rtol * np.abs(expected)
     if np.all(diff <= tol):
@@ -84,26 +128,71 @@ def _compare(yours, expected, rtol, atol):
     idx = np.unravel_index(int(np.argmax(diff - tol)), diff.shape) if diff.ndim else ()
     y, e = (yours[idx], expected[idx]) if diff.ndim else (float(yours), float(expected))
     rel = float(np.linalg.norm(yours - expected) / max(np.linalg.norm(expected), 1e-300))
-    msg = (f"largest error {float(diff.max()):.3g}{_fmt_index(idx, diff.shape)} (yours {y:.6g}, expected {e:.6g}); "
+    where = _locate(idx, parts) if diff.ndim else ""
+    msg = (f"largest error {float(diff.max()):.3g}{where} ({_fmt_pair(y, e)}); "
            f"relative error of the whole answer {rel:.2g}")
+    if precision in _LOW_PRECISION:
+        agrees = rel < 1e-4
+        msg += (f". Your answer is {precision} ({_LOW_PRECISION[precision]} significant digits) and the check "
+                f"compares to float64 round-off: " + ("it agrees to " + precision + " precision, so compute in "
+                "float64 (np.float64 arrays, torch.float64 tensors)" if agrees else
+                "compute in float64 (np.float64 arrays, torch.float64 tensors), then look at the error again"))
     return False, msg, float(diff.max())
 
 
+# The package's own files, except this one: an answer that calls into them is the package's answer, not the
+# student's. Watched with a profile hook, so a function imported under any name is caught.
+_PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
+_THIS_FILE = str(Path(__file__).resolve())
+
+
+class _PackageCalls:
+    """Context manager that records the first function of ``sobirl_lite`` (outside this module) called inside it."""
+
+    def __init__(self):
+        self.first: str | None = None
+
+    def _hook(self, frame, event, arg):
+        if event == "call" and self.first is None:
+            name = frame.f_code.co_filename
+            if name.startswith(_PACKAGE_DIR) and name != _THIS_FILE:
+                module = "sobirl_lite." + name[len(_PACKAGE_DIR):-3].replace(os.sep, ".")
+                self.first = f"{module}.{frame.f_code.co_qualname}"
+
+    def __enter__(self):
+        self._previous = sys.getprofile()
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._previous)
+        return False
+
+
 def _run(exercise: str, fn: Callable, cases: list[_Case], rtol: float = 1e-7, atol: float = 1e-9,
-         verbose: bool = True) -> CheckReport:
+         verbose: bool = True, parts=None) -> CheckReport:
+    """Grade ``fn`` on every case; ``parts`` names the pieces of a flattened answer (see :func:`_compare`)."""
     if not callable(fn):
         raise TypeError(f"{exercise}: pass your function itself (not its result); got {type(fn).__name__}")
     worst = 0.0
     for k, case in enumerate(cases, 1):
         args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in case.args)  # a solution may not mutate ours
-        out = fn(*args)                      # NotImplementedError from a stub propagates on purpose
-        ok, msg, diff = _compare(out, case.expected, rtol, atol)
+        with _PackageCalls() as calls:
+            out = fn(*args)                  # NotImplementedError from a stub propagates on purpose
+        if calls.first is not None:
+            raise ExerciseCheckFailed(
+                f"{exercise}: your function calls {calls.first}, part of the package it is checked against, so "
+                "the check would compare the package with itself. Write the computation yourself (numpy, or "
+                "torch where the exercise asks for it).")
+        ok, msg, diff = _compare(out, case.expected, rtol, atol, case.parts or parts)
         if not ok:
             hints = []
             for slip, wrong in case.slips.items():
                 same, _, _ = _compare(out, wrong, 1e-6, 1e-8)
                 if same:
                     hints.append(slip)
+            if not hints and case.overflow_hint and msg.startswith("returned a non-finite value"):
+                hints.append(case.overflow_hint)
             hint = (" Your answer matches what one gets with this mistake: " + "; ".join(hints) + ".") if hints else ""
             raise ExerciseCheckFailed(f"{exercise}: case {k} of {len(cases)} ({case.label}) is wrong: {msg}.{hint}")
         worst = max(worst, diff)
@@ -150,7 +239,10 @@ def check_soft_bellman(fn, n_cases: int = 8, seed: int = 0) -> CheckReport:
                 r + gamma * np.einsum("sat,t->sa", P, (softmax_policy(Q, tau) * Q).sum(axis=1)),
         }
         label = f"S={S}, A={A}, gamma={gamma:.3f}, tau={tau:.3f}" + (", large Q" if scale > 100 else "")
-        cases.append(_Case(label, (P, r, gamma, tau, Q), soft_bellman(mdp, Q), slips))
+        overflow = ("an unshifted log-sum-exp: exp(Q/tau) overflows for Q in the hundreds; subtract each row's "
+                    "maximum m first, tau log sum_a exp(Q/tau) = m + tau log sum_a exp((Q - m)/tau)")
+        cases.append(_Case(label, (P, r, gamma, tau, Q), soft_bellman(mdp, Q), slips,
+                           overflow_hint=overflow if scale > 100 else ""))
     return _run("check_soft_bellman", fn, cases)
 
 
@@ -290,8 +382,10 @@ def check_exploration_term(fn, n_cases: int = 6, seed: int = 5) -> CheckReport:
     """Grade ``fn(C, pi, J, tau, states, actions, weights) -> (n,)``, term (14):
     :math:`\\frac1{\\tau B}\\sum_b\\sum_{i,h}w_{b,i,h}\\,(\\widehat{\\nabla Q}-\\widehat{\\nabla V})(s^i_h,a^i_h)` with
     :math:`\\widehat{\\nabla Q}(s,a)=\\sum_{s',a'}C[(s,a),(s',a')]\\nabla r(s',a')` and
-    :math:`\\widehat{\\nabla V}(s)=\\sum_a\\pi(a|s)\\widehat{\\nabla Q}(s,a)`. ``C`` is (S*A, S, A), ``J`` (S, A, n),
-    ``states``/``actions``/``weights`` (B, N, H). Reference: :func:`sobirl_lite.estimators.exploration_weights`."""
+    :math:`\\widehat{\\nabla V}(s)=\\sum_a\\pi(a|s)\\widehat{\\nabla Q}(s,a)`. ``C`` is (S*A, S, A): its row for the
+    pair (s, a) is ``C[s * A + a]`` (row-major, ``C.reshape(S, A, S, A)[s, a]``), and ``C[s * A + a, s2, a2]`` weighs
+    ``grad r(s2, a2)``. ``J`` (S, A, n), ``states``/``actions``/``weights`` (B, N, H). Reference:
+    :func:`sobirl_lite.estimators.exploration_weights`."""
     from .estimators import TupleBatch, exact_discounted_visits, exploration_weights
 
     rng = np.random.default_rng(seed)
@@ -316,10 +410,15 @@ def check_exploration_term(fn, n_cases: int = 6, seed: int = 5) -> CheckReport:
             return scale * np.einsum("bnh,bnhk->k", weights, diff)
 
         dQ_T = (C.reshape(S * A, S * A).T @ J.reshape(S * A, n)).reshape(S, A, n)
+        # rows read as a * S + s instead of s * A + a
+        dQ_rows = (C.reshape(A, S, S * A).transpose(1, 0, 2).reshape(S * A, S * A)
+                   @ J.reshape(S * A, n)).reshape(S, A, n)
         slips = {
             "the factor 1/tau left out": term(dQ, dV, 1.0 / B),
             "grad V not subtracted (only grad Q)": term(dQ, np.zeros_like(dV)),
             "C transposed": term(dQ_T, np.einsum("sa,san->sn", pi, dQ_T)),
+            "C's rows read in the order a * S + s (they are s * A + a)":
+                term(dQ_rows, np.einsum("sa,san->sn", pi, dQ_rows)),
             "averaged over every step instead of over the B tuples": term(dQ, dV, 1.0 / (tau * B * N * H)),
             "the plain mean over actions in grad V instead of the policy's average": term(dQ, dQ.mean(axis=1)),
         }
@@ -365,7 +464,10 @@ def check_preference_loss(fn, n_cases: int = 8, seed: int = 6) -> CheckReport:
         }
         label = f"B={B} pairs, H={H}, S={S}, A={A}" + (", soft labels" if k % 2 else "") + (
             ", return gaps in the hundreds" if scale > 100 else "")
-        cases.append(_Case(label, (r, states, actions, labels), np.float64(expected), slips))
+        overflow = ("log(sigmoid(z)) computed as written: sigmoid underflows to 0 for gaps in the hundreds; use "
+                    "log(1 + exp(z)) = np.logaddexp(0, z)")
+        cases.append(_Case(label, (r, states, actions, labels), np.float64(expected), slips,
+                           overflow_hint=overflow if scale > 100 else ""))
     return _run("check_preference_loss", fn, cases)
 
 
@@ -407,7 +509,10 @@ def check_hyper_term(fn, n_cases: int = 6, seed: int = 7) -> CheckReport:
                 slip(lambda r, a, p: (taken(r, a) - (p.detach() * r).sum(-1))[:, 0].sum(-1)),
         }
         cases.append(_Case(f"B={B}, T={T}, |A|={A}; compared: the (B,) values, then d/dr_all, then d/dprobs",
-                           (r_np, actions_np, probs_np, g_np), expected, slips))
+                           (r_np, actions_np, probs_np, g_np), expected, slips,
+                           parts=(("the (B,) values", (B,)), ("d/dr_all (the gradient with respect to r_all)",
+                                                             (B, 2, T, A)),
+                                  ("d/dprobs (the gradient with respect to probs)", (B, 2, T, A)))))
 
     def graded(r_np, actions_np, probs_np, g_np):
         return _value_and_grad(fn, r_np, actions_np, probs_np, g_np)
@@ -429,9 +534,11 @@ def _value_and_grad(f, r_np, actions_np, probs_np, g_np):
         return np.asarray(out, dtype=np.float64)
     if out.shape != (r_np.shape[0],) or not out.requires_grad:
         return out.detach().numpy()
-    (out * torch.tensor(g_np)).sum().backward()
+    (out * torch.tensor(g_np, dtype=out.dtype)).sum().backward()
     gp = probs.grad if probs.grad is not None else torch.zeros_like(probs)
-    return np.concatenate([out.detach().numpy(), r.grad.numpy().ravel(), gp.numpy().ravel()])
+    flat = np.concatenate([out.detach().numpy(), r.grad.numpy().ravel(), gp.numpy().ravel()])
+    # an answer computed in lower precision keeps its dtype, so that the message can name it
+    return flat.astype(np.float32) if out.dtype in (torch.float32, torch.float16, torch.bfloat16) else flat
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -503,7 +610,9 @@ def check_pmd_step(fn, n_cases: int = 8, seed: int = 9) -> CheckReport:
             "the old policy ignored (softmax of Q / tau, soft policy iteration)": normalised(Q / tau),
         }
         label = f"S={S}, A={A}, eta={eta:.3f}, tau={tau:.3f}" + (", eta Q in the thousands" if scale > 100 else "")
-        cases.append(_Case(label, (pi, Q, eta, tau), expected, slips))
+        overflow = ("an unshifted exponential: exp(eta Q / (1 + eta tau)) overflows for eta Q in the thousands; "
+                    "subtract each row's maximum exponent before exponentiating (a softmax is shift-invariant)")
+        cases.append(_Case(label, (pi, Q, eta, tau), expected, slips, overflow_hint=overflow if scale > 100 else ""))
     return _run("check_pmd_step", fn, cases, rtol=1e-7, atol=1e-10)
 
 
@@ -556,3 +665,61 @@ def check_welch_interval(fn, n_cases: int = 8, seed: int = 10) -> CheckReport:
     if not callable(fn):
         raise TypeError(f"check_welch_interval: pass your function itself (not its result); got {type(fn).__name__}")
     return _run("check_welch_interval", graded, cases)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Capstone (chapter 4's exercises): Algorithm 1, M-SoBiRL, end to end
+def check_m_sobirl(fn, n_cases: int = 4, seed: int = 11) -> CheckReport:
+    """Grade ``fn(P, J, gamma, tau, x0, w0, beta, xi, N, K) -> (n,)``: ``K`` iterations of Algorithm 1 (M-SoBiRL)
+    from ``x0`` (n,), ``Q_0 = 0`` (S, A) and ``w_0 = w0`` (S,), on the bilevel problem with the linear reward
+    :math:`r_x(s,a)=J(s,a,:)\\cdot x` (``J`` (S, A, n)) and the upper level
+    :math:`f(x,\\pi)=\\frac12\\|x\\|^2+\\frac12\\|\\pi\\|^2`, with step sizes ``beta`` (line 6) and ``xi`` (line 4) and
+    ``N`` warm-started soft Bellman backups per iteration (lines 7-9). Returns :math:`x_K`. Against
+    :func:`sobirl_lite.algorithms.m_sobirl` on fresh random problems (not the book's synthetic one)."""
+    from .algorithms.m_sobirl import MSoBiRLConfig, m_sobirl
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for S, A, gamma, tau in _sizes(rng, n_cases):
+        n, N, K = int(rng.integers(2, 5)), int(rng.integers(1, 4)), int(rng.integers(15, 30))
+        P, J = _random_transitions(rng, S, A), rng.normal(size=(S, A, n))
+        x0, w0 = rng.normal(size=n), rng.normal(size=S)
+        beta, xi = float(rng.uniform(0.02, 0.1)), float(rng.uniform(0.1, 0.4))
+        problem = BilevelProblem(P, LinearReward(J), QuadraticUpper(), gamma, tau)
+        config = MSoBiRLConfig(beta=beta, xi=xi, inner_steps=N, iterations=K, progress=False)
+        expected = m_sobirl(problem, x0, config, Q0=np.zeros((S, A)), w0=w0).x
+        args = (P, J, gamma, tau, x0, w0, beta, xi, N, K)
+        slips = {
+            "Q restarted from zero every iteration (no warm start)": _m_sobirl_np(*args, warm=False),
+            "the exact solve w = A_k^{-1} b_k instead of one gradient step (line 4)": _m_sobirl_np(*args, exact=True),
+            "pi_k instead of the auxiliary policy softmax((r_x + gamma P V_k) / tau) in line 5":
+                _m_sobirl_np(*args, aux=False),
+            "the w-term added instead of subtracted in line 5": _m_sobirl_np(*args, sign=1.0),
+            "an ascent step on x (line 6)": _m_sobirl_np(*args, ascent=True),
+        }
+        cases.append(_Case(f"S={S}, A={A}, n={n}, gamma={gamma:.3f}, tau={tau:.3f}, N={N}, K={K}, "
+                           f"beta={beta:.3f}, xi={xi:.3f}", args, expected, slips))
+    return _run("check_m_sobirl", fn, cases, rtol=1e-7, atol=1e-9)
+
+
+def _m_sobirl_np(P, J, gamma, tau, x0, w0, beta, xi, N, K, warm=True, exact=False, aux=True, sign=-1.0,
+                 ascent=False):
+    """Algorithm 1 in plain numpy with one slip switched on (the checker's catalogue of wrong answers)."""
+    S, A, n = J.shape
+    x, w, Q = np.array(x0, dtype=np.float64), np.array(w0, dtype=np.float64), np.zeros((S, A))
+    for _ in range(K):
+        pi = softmax_policy(Q, tau)
+        V = soft_max(Q, tau)
+        A_k = (np.eye(S) - gamma * np.einsum("sa,sat->st", pi, P)).T
+        u = pi * pi                                            # pi ⊙ grad_pi f with f = ½||pi||²
+        b = u.sum(axis=1) - gamma * np.einsum("sat,sa->t", P, u)
+        w = np.linalg.solve(A_k, b) if exact else w - xi * (A_k.T @ (A_k @ w - b))
+        r = J @ x
+        pi_aux = softmax_policy(r + gamma * P @ V, tau) if aux else pi
+        g = x + np.einsum("san,sa->n", J, u + sign * pi_aux * w[:, None]) / tau
+        x = x + beta * g if ascent else x - beta * g
+        r = J @ x
+        Q = Q if warm else np.zeros((S, A))
+        for _ in range(N):
+            Q = r + gamma * P @ soft_max(Q, tau)
+    return x

@@ -85,6 +85,41 @@ def exploration_term(C, pi, J, tau, states, actions, weights, transpose_C=False,
     return np.einsum("bnh,bnhk->k", weights, diff) / (tau * states.shape[0])
 
 
+def exploration_term_rows_swapped(C, pi, J, tau, states, actions, weights):
+    """C's rows read as a * S + s (the order is s * A + a)."""
+    S, A, n = J.shape
+    return exploration_term(C.reshape(A, S, S * A).transpose(1, 0, 2).reshape(S * A, S, A), pi, J, tau, states,
+                            actions, weights)
+
+
+def m_sobirl_np(P, J, gamma, tau, x0, w0, beta, xi, N, K, warm=True):
+    """Algorithm 1 from its lines, in numpy (the capstone's solution); ``warm=False`` restarts Q (a slip)."""
+    S, A, n = J.shape
+    x, w, Q = x0.copy(), w0.copy(), np.zeros((S, A))
+
+    def lse(Q):
+        m = Q.max(axis=1)
+        return m + tau * np.log(np.exp((Q - m[:, None]) / tau).sum(axis=1))
+
+    def softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+    for _ in range(K):
+        V = lse(Q)
+        pi = softmax(Q / tau)
+        A_k = (np.eye(S) - gamma * np.einsum("sa,sat->st", pi, P)).T
+        u = pi * pi
+        b = u.sum(axis=1) - gamma * np.einsum("sat,sa->t", P, u)
+        w = w - xi * (A_k.T @ (A_k @ w - b))
+        pi_aux = softmax((J @ x + gamma * P @ V) / tau)
+        x = x - beta * (x + np.einsum("san,sa->n", J, u - pi_aux * w[:, None]) / tau)
+        Q = Q if warm else np.zeros((S, A))
+        for _ in range(N):
+            Q = J @ x + gamma * P @ lse(Q)
+    return x
+
+
 def preference_loss(r, states, actions, labels):
     R = r[states, actions].sum(axis=-1)                                      # (B, 2)
     z = R[:, 0] - R[:, 1]
@@ -175,7 +210,7 @@ MISTAKES = [
     (ex.check_soft_bellman, soft_bellman_no_gamma, ["gamma left out"]),
     (ex.check_soft_bellman, soft_bellman_no_tau, ["without the temperature"]),
     (ex.check_soft_bellman, soft_bellman_transposed, ["swapped"]),
-    (ex.check_soft_bellman, soft_bellman_unstable, ["large Q", "non-finite"]),
+    (ex.check_soft_bellman, soft_bellman_unstable, ["large Q", "non-finite", "unshifted log-sum-exp"]),
     (ex.check_soft_bellman, lambda P, r, gamma, tau, Q: r + gamma * P @ Q.max(axis=1), ["hard max"]),
     (ex.check_implicit_value_derivative, implicit_dV_transposed, ["P_pi transposed"]),
     (ex.check_implicit_value_derivative, implicit_dV_sign, ["sign in I - gamma P_pi flipped"]),
@@ -200,14 +235,20 @@ MISTAKES = [
     (ex.check_true_return, lambda P, r, g, rho, pi: -true_return(P, r, g, rho, pi), ["sign"]),
     (ex.check_exploration_term, lambda *a: exploration_term(*a, transpose_C=True), ["C transposed"]),
     (ex.check_exploration_term, lambda *a: exploration_term(*a, subtract_V=False), ["grad V not subtracted"]),
+    (ex.check_exploration_term, exploration_term_rows_swapped, ["a * S + s", "s * A + a"]),
     (ex.check_exploration_term, lambda C, pi, J, tau, s, a, w: exploration_term(C, pi, J, 1.0, s, a, w),
      ["1/tau left out"]),
     (ex.check_preference_loss, lambda r, s, a, y: preference_loss(r, s[:, ::-1], a[:, ::-1], y), ["sign flipped"]),
-    (ex.check_preference_loss, preference_loss_unstable, ["return gaps in the hundreds", "non-finite"]),
+    (ex.check_preference_loss, preference_loss_unstable, ["return gaps in the hundreds", "non-finite",
+                                                           "np.logaddexp"]),
+    (ex.check_m_sobirl, lambda *a: m_sobirl_np(*a[:8], a[8], a[9] - 1), ["case 1"]),
     (ex.check_hyper_term, lambda r, a, p: hyper_term(r, a, p).detach(), ["shape"]),   # no gradient reaches r_all
     (ex.check_hyper_term, lambda r, a, p: (r.gather(-1, a[..., None]).squeeze(-1) - (p * r).sum(-1)).sum(dim=(1, 2)),
      ["not detached"]),
     (ex.check_hyper_term, lambda r, a, p: -hyper_term(r, a, p), ["sign"]),
+    # right values, wrong gradient: reported in d/dr_all at a (B, 2, T, |A|) index, not a flat one
+    (ex.check_hyper_term, lambda r, a, p: hyper_term(r, a, p) + 0.5 * (r - r.detach())[:, 0, 0, 0],
+     ["in d/dr_all", "at index (0, 0, 0, 0)"]),
     (ex.check_hyper_term, lambda r, a, p: hyper_term(r, a, torch.full_like(p, 1.0 / p.shape[-1])),
      ["plain mean over actions"]),
     (ex.check_soft_policy_value, lambda *a: soft_policy_value(*a, sign=-1.0), ["subtracted instead of added"]),
@@ -215,7 +256,7 @@ MISTAKES = [
     (ex.check_soft_policy_value, soft_policy_value_unguarded, ["deterministic", "non-finite"]),
     (ex.check_pmd_step, lambda pi, Q, eta, tau: pmd_step(pi, -Q, eta, tau), ["sign"]),
     (ex.check_pmd_step, pmd_step_no_power, ["power 1/(1 + eta tau)"]),
-    (ex.check_pmd_step, pmd_step_unstable, ["thousands", "non-finite"]),
+    (ex.check_pmd_step, pmd_step_unstable, ["thousands", "non-finite", "unshifted exponential"]),
     (ex.check_welch_interval, lambda a, b, lv: welch_interval(a, b, lv, ddof=0), ["ddof=0"]),
     (ex.check_welch_interval, lambda a, b, lv: welch_interval(a, b, lv, quantile="normal"), ["normal quantile"]),
     (ex.check_welch_interval, lambda a, b, lv: welch_interval(b, a, lv), ["case 1"]),
@@ -259,3 +300,69 @@ def test_the_checker_does_not_let_a_solution_corrupt_its_reference():
         return out
 
     assert ex.check_soft_bellman(mutating).cases == 8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The capstone, precision, digits, and answers that only call the package
+def test_the_capstone_m_sobirl_passes_and_names_its_slips(capsys):
+    report = ex.check_m_sobirl(m_sobirl_np)
+    assert report.cases == 4 and report.max_abs_diff < 1e-8
+
+    with pytest.raises(ex.ExerciseCheckFailed, match="no warm start"):
+        ex.check_m_sobirl(lambda *a: m_sobirl_np(*a, warm=False))
+
+
+def test_calling_the_package_is_rejected():
+    """A one-line wrapper around the package's own function would pass with difference 0.0: it is refused, and the
+    message names the function, whichever way it was imported."""
+    from sobirl_lite import TabularMDP, soft_bellman as package_soft_bellman
+    from sobirl_lite.algorithms.sobirl import pmd_update
+    from sobirl_lite.soft import softmax_policy
+
+    def wrapper(P, r, gamma, tau, Q):
+        return package_soft_bellman(TabularMDP(P, r, gamma, tau), Q)
+
+    with pytest.raises(ex.ExerciseCheckFailed, match=r"calls sobirl_lite\.mdp\.TabularMDP\.__init__"):
+        ex.check_soft_bellman(wrapper)
+
+    def pmd_wrapper(pi, Q, eta, tau):
+        return softmax_policy(pmd_update(np.log(pi), Q, eta, tau), 1.0)
+
+    with pytest.raises(ex.ExerciseCheckFailed, match="calls sobirl_lite.algorithms.sobirl.pmd_update"):
+        ex.check_pmd_step(pmd_wrapper)
+
+    def hyper_wrapper(r, a, p):
+        from sobirl_lite.atari.estimator import hyper_term as package_hyper_term
+        return package_hyper_term(r, a, p)
+
+    with pytest.raises(ex.ExerciseCheckFailed, match="calls sobirl_lite.atari.estimator.hyper_term"):
+        ex.check_hyper_term(hyper_wrapper)
+    # an honest answer after a refused one still passes: the hook is removed
+    import sys
+    assert sys.getprofile() is None
+    assert ex.check_soft_bellman(soft_bellman).cases == 8
+
+
+def test_a_float32_answer_is_told_its_precision():
+    # the numpy checkers' rtol 1e-7 admits float32 round-off where values are O(1); a tighter comparison names it
+    expected = np.array([-2.974184312, 0.5])
+    ok, msg, _ = ex._compare(expected.astype(np.float32), expected, 1e-9, 1e-10)
+    assert not ok and "float32" in msg and "compute in float64" in msg and "agrees to float32 precision" in msg
+
+    def hyper_float32(r, a, p):
+        return hyper_term(r.float(), a, p.float())
+
+    with pytest.raises(ex.ExerciseCheckFailed) as info:
+        ex.check_hyper_term(hyper_float32)
+    assert "float32" in str(info.value) and "agrees to float32 precision" in str(info.value)
+
+
+def test_messages_print_enough_digits_to_show_the_difference():
+    """An error of 3e-7 on a value near -2.97 must not print as 'yours -2.97418, expected -2.97418'."""
+    with pytest.raises(ex.ExerciseCheckFailed) as info:
+        ex.check_true_return(lambda *a: true_return(*a) * (1 + 3e-7))
+    msg = str(info.value)
+    yours, expected = (m.group(1) for m in __import__("re").finditer(r"(?:yours|expected) (-?[0-9.e+-]+)", msg))
+    assert yours != expected, msg
+    assert abs(float(yours) / float(expected) - 1 - 3e-7) < 5e-8, msg
+    assert ex._fmt_pair(-2.974184, -2.9741843) == "yours -2.974184, expected -2.9741843"

@@ -21,12 +21,16 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 import book_support
 from book_support import REPO
+
+if str(REPO / "tools") not in sys.path:
+    sys.path.insert(0, str(REPO / "tools"))
 
 _spec = importlib.util.spec_from_file_location("student_edition", REPO / "tools" / "student_edition.py")
 student_edition = importlib.util.module_from_spec(_spec)
@@ -273,3 +277,240 @@ def test_student_exercises_run_under_nbval(student_build, tmp_path):
     output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     assert proc.returncode == 0, f"nbval failed on the student exercises:\n{output[-6000:]}"
     assert re.search(r"\d+ passed", output)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Standalone student notebooks (tools/standalone_notebook.py): they run and read outside the book
+_MYST_LEFT = re.compile(r"^\s*(:{3,}|`{3,})\{[\w:-]+\}"                         # a directive
+                        r"|\{(doc|ref|numref|eq|cite|cite:p|cite:t|prf:ref)\}`"     # a role
+                        r"|^\([\w-]+\)=\s*$", re.M)                                 # a label
+
+
+@pytest.fixture(scope="module")
+def standalone_notebooks(student_sources, tmp_path_factory):
+    out, _ = student_sources
+    return student_edition.write_standalone(out, tmp_path_factory.mktemp("standalone"))
+
+
+def test_standalone_notebooks_run_outside_the_book(standalone_notebooks):
+    import standalone_notebook
+
+    macros = standalone_notebook.book_macros()
+    undefined = re.compile(r"\\(" + "|".join(map(re.escape, macros)) + r")(?![A-Za-z])")
+    names = {p.stem for p in standalone_notebooks}
+    assert {doc.split("/")[-1] for doc in CHAPTERS} <= names
+    for path in standalone_notebooks:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        setup = code[0].source
+        assert "sobirl-setup" in book_support.cell_tags(code[0])
+        assert 'os.environ["SOBIRL_BUDGET"] = "quick"' in setup and "pip_install(" in setup and "WHEEL" in setup
+        assert "def glue(name, obj, display=True)" in setup                  # glue displays, no myst_nb needed
+        assert not any(re.search(r"^\s*(from|import) myst_nb", c.source, re.M) for c in code), path.name
+        md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        left = _MYST_LEFT.search(md)
+        assert left is None, f"{path.name}: MyST markup left for a plain front end: {left.group(0)!r}"
+        found = undefined.search(md)
+        assert found is None, f"{path.name}: the book's macro {found.group(0)} is not expanded"
+        if book_support.CHAPTER_FILE.match(path.stem + ".md"):                 # the stubs, no solutions
+            assert "raise NotImplementedError" in "\n".join(c.source for c in code)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_macro_expansion_and_markdown_fallback():
+    import standalone_notebook
+
+    macros = standalone_notebook.book_macros()
+    assert standalone_notebook.expand_macros(r"$\pistar{x}\in\Simplex$, $x\in\R^n\Rightarrow$", macros) == \
+        r"$\pi^{*}_{x}\in\Delta$, $x\in\mathbb{R}^n\Rightarrow$"
+    assert standalone_notebook.expand_macros(r"$\Vstar{x_{k+1}}$", macros) == r"$V^{*}_{x_{k+1}}$"
+    text = ":::{prf:theorem} Big\n:label: thm-x\n\nBody {cite:p}`a,b` and {doc}`01_soft_mdps`.\n:::"
+    out = standalone_notebook.plain_markdown(text, {"01_soft_mdps": "Soft MDPs"}, macros)
+    assert out == "**Theorem: Big.**\n\nBody (a; b) and Soft MDPs."
+    # a display with & but no environment (Sphinx adds `split`): aligned, or Jupyter's MathJax says "Misplaced &"
+    out = standalone_notebook.plain_markdown("$$\na&=b\\\\\n&=c\n$$", {}, macros)
+    assert out == "$$\n\\begin{aligned}\na&=b\\\\\n&=c\n\\end{aligned}\n$$"
+
+
+@pytest.mark.slow
+def test_a_standalone_notebook_runs_with_the_quick_budget(standalone_notebooks, tmp_path):
+    """Chapter 2's standalone notebook, run top to bottom by nbclient in a folder outside the book (sobirl_lite is
+    installed here, so the set-up cell installs nothing): no cell fails except the exercise checks at their stubs."""
+    import nbclient
+
+    path = next(p for p in standalone_notebooks if p.name.startswith("02_"))
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if "exercise-check" in book_support.cell_tags(cell):
+            cell.source = ("try:\n" + "\n".join("    " + ln for ln in cell.source.splitlines())
+                           + "\nexcept NotImplementedError:\n    pass")
+    env = {"SOBIRL_BUDGET": "full"}           # the set-up cell must switch to quick itself
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if "image/png" in o.get("data", {})]
+    assert shown, "no figure displayed: the glue stand-in did not show them"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Licences, and the plan's claims
+def test_licences_are_stated():
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    content = (REPO / "LICENSE-CONTENT").read_text()
+    assert "CC BY-SA 4.0" in content and "creativecommons.org/licenses/by-sa/4.0" in content
+    import yaml
+
+    footer = yaml.safe_load((REPO / "_config.yml").read_text())["html"]["extra_footer"]
+    assert "CC BY-SA 4.0" in footer and "MIT" in footer
+    readme = (REPO / "README.md").read_text()
+    assert "CC BY-SA 4.0" in readme and "MIT licence" in readme
+
+
+WRONG_CLAIMS = [
+    (re.compile(r"under a minute", re.I), "chapters 7, 8 and 11 take minutes with the quick budget"),
+    # the intro once said "The launch buttons at the top of a page open it in JupyterLab, Binder or Colab"
+    (re.compile(r"launch buttons?[^.]*\b(Binder|Colab)\b", re.I), "no Binder or Colab button is drawn"),
+]
+
+
+def test_no_wrong_run_time_or_launch_button_claims():
+    for path in [REPO / "README.md", REPO / "Makefile", REPO / "book" / "_ext" / "launch_links.py",
+                 *sorted((REPO / "book").glob("*.md"))]:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        for pattern, why in WRONG_CLAIMS:
+            found = pattern.search(text)
+            assert found is None, f"{path.name}: {found.group(0)!r}: {why}"
+
+
+def test_the_teaching_plan_covers_every_chapter_and_names_each_exercise_kind():
+    import otter_assignments
+
+    teaching = (REPO / "book" / "teaching.md").read_text(encoding="utf-8")
+    outcomes = teaching.split("## Learning outcomes")[1].split("## A schedule")[0]
+    schedule = teaching.split("## A schedule")[1].split("## Student workload")[0]
+    table = teaching.split("## Homework or lab?")[1].split("## Grading")[0]
+    assert "## Student workload" in teaching
+    header = next(ln for ln in table.splitlines() if ln.startswith("| chapter"))
+    columns = [c.strip().split(" ")[0] for c in header.strip("|").split("|")]
+    for doc in CHAPTERS:
+        name = doc.split("/")[-1]
+        assert f"{{doc}}`{name}`" in outcomes, f"{name} missing from the outcomes"
+        assert f"{{doc}}`{name}`" in schedule, f"{name} missing from the schedule"
+        _, exercises = otter_assignments.split_exercises(book_support.read_notebook(book_support.page_source(doc)))
+        for ex in exercises:
+            rows = [ln for ln in table.splitlines() if f"{{ref}}`{ex.label}`" in ln]
+            assert len(rows) == 1, f"{ex.label} is not in the exercise table once"
+            cells = [c for c in rows[0].strip().strip("|").split("|")]
+            column = next(columns[i] for i, c in enumerate(cells) if f"{{ref}}`{ex.label}`" in c)
+            assert column == ex.kind, f"{ex.label} is listed as {column}, but it is a {ex.kind} exercise"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A standalone student notebook in plain JupyterLab (no MyST extension): it runs, and it reads cleanly
+RENDER_JS = r"""
+(async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const w = window.jupyterapp.shell.currentWidget;
+  // render every markdown cell (JupyterLab renders lazily) and let MathJax finish
+  for (const cell of w.content.widgets) {
+    if (cell.model.type === "markdown") { cell.rendered = true; cell.node.scrollIntoView(); await sleep(20); }
+  }
+  let last = -1;
+  for (let i = 0; i < 80; i++) {
+    const n = w.node.querySelectorAll("mjx-container").length;
+    if (n === last && n > 0) break;
+    last = n; await sleep(500);
+  }
+  const md = Array.from(w.node.querySelectorAll(".jp-MarkdownOutput"));
+  const text = md.map((el) => {
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll("mjx-container, code, pre").forEach((m) => m.remove());
+    return copy.textContent;
+  }).join("\n");
+  const merrors = Array.from(w.node.querySelectorAll("mjx-merror, [data-mjx-error]"))
+    .map((el) => el.getAttribute("data-mjx-error") || el.textContent).slice(0, 5);
+  // MathJax's noundefined shows an unknown macro as red text holding its name
+  const red = Array.from(w.node.querySelectorAll("mjx-container mjx-mtext"))
+    .filter((el) => /^\\[A-Za-z]+/.test(el.textContent)).map((el) => el.textContent).slice(0, 5);
+  const cells = w.content.model.cells, pngs = [];
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type === "code") c.outputs.toJSON().forEach((o) => { if (o.data && o.data["image/png"]) pngs.push(i); });
+  }
+  const imgs = Array.from(w.node.querySelectorAll(".jp-OutputArea-output img"));
+  for (const img of imgs) {
+    img.scrollIntoView();
+    if (!img.complete) await new Promise((r) => { img.onload = img.onerror = r; setTimeout(r, 3000); });
+  }
+  return {text, merrors, red, math: w.node.querySelectorAll("mjx-container").length, pngs: pngs.length,
+          shown: imgs.filter((img) => img.naturalWidth > 0).length, imgs: imgs.length};
+})()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_standalone_notebook_runs_and_renders_in_plain_jupyterlab(standalone_notebooks, tmp_path):
+    import test_lab as lab_support      # how tests/test_lab.py starts and drives JupyterLab
+    import time
+    import urllib.parse
+
+    binary = book_support.require_chromium("cannot open a student notebook in JupyterLab")
+    path = next(p for p in standalone_notebooks if p.name.startswith("01_"))
+    root = tmp_path / "student"              # a folder outside the book: no jupytext.toml, no .lab settings
+    root.mkdir()
+    shutil_copy = __import__("shutil").copy2
+    shutil_copy(path, root / path.name)
+    port, token = lab_support._free_port(), __import__("secrets").token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "SOBIRL_BUDGET": "full",   # the notebook picks quick
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env.pop("JUPYTER_CONFIG_PATH", None)
+    lab = Path(sys.executable).with_name("jupyter-lab")
+    cmd = [str(lab), "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
+           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.expose_app_in_browser=True"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = tmp_path / "jupyterlab.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        lab_support._wait_until_up(f"{base}/api/status?token={token}", proc, log)
+        browser = book_support.Chromium(binary, tmp_path / "chromium-profile", width=1400, height=1000)
+        try:
+            browser.open_tab()
+            browser.navigate(f"{base}/lab/tree/{urllib.parse.quote(path.name)}?token={token}", timeout=180)
+            opened = browser.evaluate(lab_support.OPENED_JS % {"ms": 180000}, timeout=210)
+            assert opened.get("notebook") and opened.get("kernel") == "python3", opened
+            finished = browser.evaluate(lab_support.RUN_ALL_JS % {"ms": 480000}, timeout=510)
+            cells = browser.evaluate(lab_support.CELLS_JS)
+            assert finished, f"the notebook did not finish: {cells}"
+            errors = [(c["index"], c["errors"]) for c in cells["cells"] if c["errors"]]
+            # only the exercise check may stop, at the stub
+            assert all(all(e.startswith("NotImplementedError") for e in errs) for _, errs in errors), errors
+            time.sleep(1)
+            seen = browser.evaluate(RENDER_JS, timeout=120)
+            browser.screenshot(book_support.SCREENSHOTS / "lab__student_01_soft_mdps.png")
+        finally:
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+    raw = _MYST_LEFT.search(seen["text"]) or re.search(r"\{(glue:figure|exercise|prf:\w+|admonition)\}", seen["text"])
+    assert raw is None, f"raw MyST text on the rendered page: {raw.group(0)!r}"
+    assert seen["math"] > 50 and not seen["merrors"] and not seen["red"], seen
+    assert seen["pngs"] >= 4 and seen["shown"] >= seen["pngs"], \
+        f"{seen['pngs']} figures in the outputs, {seen['shown']} shown ({seen['imgs']} img elements)"

@@ -1,6 +1,7 @@
 """The student edition of the book: the same pages with every solution and reference implementation taken out.
 
     python tools/student_edition.py [--executed DIR] [--out DIR] [--no-html]
+    python tools/student_edition.py --out DIR --print-pdf FILE.pdf   (make student-pdf: prints DIR/html)
 
 What changes, page by page (everything else is copied as is):
 
@@ -19,7 +20,13 @@ the student book is built with execution switched off. The pages outside the Exe
 the executed book's, so their outputs are the book's own. Without ``--executed`` the chapters are read from their
 MyST sources and executed by the build.
 
-Output: ``OUT/src`` (the sources, chapters as .ipynb: the notebooks students download) and ``OUT/html``.
+Standalone notebooks: ``OUT/notebooks/book/*.ipynb`` are the same student notebooks rewritten by
+``tools/standalone_notebook.py`` to run and read outside the book (plain Jupyter, JupyterLab, Colab): a first cell
+that installs ``sobirl_lite`` from the site's wheel and picks the quick budget, no ``myst_nb`` import, directives,
+roles and macros as plain markdown and math, glued figures shown where they are computed. They replace the
+``.ipynb`` downloads of the student HTML (``html/_sources``), so a student who downloads a page gets one that runs.
+
+Output: ``OUT/src`` (the sources the student HTML is built from), ``OUT/notebooks`` and ``OUT/html``.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tools") not in sys.path:
     sys.path.insert(0, str(REPO / "tools"))
 from book_pdf import load_book_support  # noqa: E402  (the tests' reader of _toc.yml: one copy)
+import standalone_notebook  # noqa: E402
 TEACHER_ONLY = {"book/teaching"}      # toc entries left out of the student edition
 STUB_MESSAGE = "Exercise: replace this line with your implementation."
 
@@ -270,6 +278,24 @@ def write_sources(out: Path, executed: Path | None) -> list[Path]:
     return written
 
 
+def write_standalone(src: Path, out: Path) -> list[Path]:
+    """The standalone student notebooks (see the module docstring) from the student sources in ``src``."""
+    if out.exists():
+        shutil.rmtree(out)
+    docs = load_book_support().toc_files(REPO / "_toc.yml")
+    labels = standalone_notebook.book_labels(docs)
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    site = ((config.get("html") or {}).get("baseurl") or "").strip()
+    written = []
+    for path in sorted((src / "book").glob("*.ipynb")):
+        nb = standalone_notebook.standalone(nbformat.read(path, as_version=4), docs, site, labels)
+        target = out / "book" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+        written.append(target)
+    return written
+
+
 def build_html(src: Path, html: Path, budget: str = "full", timeout: float = 3600) -> subprocess.CompletedProcess:
     """``jupyter-book build`` of the student sources, warnings as errors; the HTML ends up in ``html``."""
     work = src.parent / "_jb"
@@ -289,16 +315,39 @@ def build_html(src: Path, html: Path, budget: str = "full", timeout: float = 360
     return proc
 
 
+def print_pdf(out: Path, pdf: Path) -> int:
+    """Print the student HTML in ``out/html`` to ``pdf`` with tools/book_pdf.py (its pages: the student toc)."""
+    import book_pdf
+
+    toc = out / "src" / "_toc.yml"
+    if not (out / "html").is_dir() or not toc.is_file():
+        print(f"student edition: no student build in {out}; run make student first", file=sys.stderr)
+        return 1
+    pages = load_book_support().toc_files(toc)
+    report = book_pdf.print_book(out / "html", pdf, pages=pages)
+    bad = sorted(doc for doc, r in report.items() if r["errors"] or r["widgetsDrawn"] < r["widgets"])
+    if bad:
+        print(f"student edition: math errors or undrawn widgets on {bad}", file=sys.stderr)
+        return 1
+    print(f"student edition: wrote {pdf} ({len(pages)} pages of the student toc)")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--executed", type=Path, default=None,
                         help="jupyter_execute folder of a book build to reuse (e.g. _build/jupyter_execute/book)")
     parser.add_argument("--out", type=Path, default=REPO / "_build" / "student")
     parser.add_argument("--no-html", action="store_true", help="write the sources only")
+    parser.add_argument("--print-pdf", type=Path, default=None,
+                        help="print the student HTML already built in OUT to this PDF (nothing is rebuilt)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
+    if args.print_pdf is not None:
+        return print_pdf(out, args.print_pdf.resolve())
     notebooks = write_sources(out / "src", args.executed.resolve() if args.executed else None)
-    print(f"student edition: {len(notebooks)} notebooks in {out / 'src'}")
+    standalone = write_standalone(out / "src", out / "notebooks")
+    print(f"student edition: {len(notebooks)} notebooks in {out / 'src'}, runnable ones in {out / 'notebooks'}")
     if args.no_html:
         return 0
     proc = build_html(out / "src", out / "html", budget=os.environ.get("SOBIRL_BUDGET", "full"))
@@ -306,7 +355,11 @@ def main(argv=None) -> int:
         print((proc.stdout + proc.stderr)[-6000:], file=sys.stderr)
         print(f"student edition: the build failed (log in {out / 'build.log'})", file=sys.stderr)
         return 1
-    print(f"student edition: HTML in {out / 'html'} (open index.html); notebooks in {out / 'src' / 'book'}")
+    for path in standalone:           # the page's .ipynb download: the notebook that runs outside the book
+        target = out / "html" / "_sources" / "book" / path.name
+        if target.parent.is_dir():
+            shutil.copy2(path, target)
+    print(f"student edition: HTML in {out / 'html'} (open index.html); notebooks in {out / 'notebooks' / 'book'}")
     return 0
 
 

@@ -159,7 +159,7 @@ for name in DATA:
 # Run this cell first. Outside the book's repository (Colab, a fresh Jupyter) it
 # installs sobirl_lite from the wheel published with the book and any library
 # below that is missing (those already installed are kept); it then picks the
-# quick budget, which runs the chapter in about a minute.
+# quick budget (seconds to a few minutes per chapter).
 import importlib.util
 import os
 import subprocess
