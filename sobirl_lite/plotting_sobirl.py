@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+
+
+def _t_quantile(q, dof):
+    # scipy.stats is imported here, not with the module: it takes seconds to import in a browser (the book's live
+    # pages), and the widgets draw one-standard-error bands that do not need it.
+    from scipy import stats
+
+    return stats.t.ppf(q, dof)
 
 
 def mean_and_band(Y, confidence: float | None = 0.95):
@@ -19,7 +26,7 @@ def mean_and_band(Y, confidence: float | None = 0.95):
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.nanmean(Y, axis=0) if Y.shape[0] else np.full(Y.shape[1], np.nan)
         sd = np.nanstd(Y, axis=0, ddof=1) if Y.shape[0] > 1 else np.zeros(Y.shape[1])
-        t = 1.0 if confidence is None else stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+        t = 1.0 if confidence is None else _t_quantile(0.5 + confidence / 2, np.maximum(n - 1, 1))
         half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
     return mean, half
 
