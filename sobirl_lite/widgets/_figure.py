@@ -117,7 +117,10 @@ class FigureView:
         fig, key = self.figure, self._arrangement
         known = self._positions.get(key) if key is not None else None
         if known is not None and len(known) == len(fig.axes):
-            fig.set_layout_engine("none")
+            # No layout engine at all: even a placeholder engine makes savefig draw the figure twice.
+            fig.set_layout_engine(None)
+            if fig.get_layout_engine() is not None:  # rcParams ask for a layout: make it a no-op instead
+                fig.set_layout_engine("none")
             for ax, pos in zip(fig.axes, known):
                 ax.set_position(pos)
             return False

@@ -13,7 +13,8 @@
 
   // Timings and state, read by tests/test_live_html.py and benchmarks/live.py.
   const live = (window.sobirlLive = { state: "static", error: null, log: [], bootSeconds: null, phases: [],
-                                      updates: [], firstFrameSeconds: null, starts: 0, busy: false });
+                                      updates: [], firstFrameSeconds: null, starts: 0, busy: false,
+                                      busyCount: 0 });
   const STEPS = { runtime: [1, 0.0, 0.3], packages: [2, 0.3, 0.75], bridge: [3, 0.75, 0.85], cells: [4, 0.85, 1.0] };
 
   function viewScripts() {
@@ -168,6 +169,7 @@
     let working = false;  // a staged redraw is still finishing in the worker
 
     function setBusy(busy) {
+      if (busy && !live.busy) live.busyCount += 1;
       live.busy = busy;
       for (const h of holders) {
         if (busy) h.setAttribute("aria-busy", "true");
