@@ -59,11 +59,11 @@ async function boot(spec) {
   const source = await (await fetch(spec.bridgeURL)).text();
   pyodide.FS.writeFile("/home/pyodide/sobirl_live_bridge.py", source);
   pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide')");
+  bridge = pyodide.pyimport("sobirl_live_bridge");  // first: it stands in for IPython, which ipywidgets imports
+  bridge.post = post;
   if (spec.columnPx) {
     pyodide.runPython(`import sobirl_lite.widgets._figure as f; f.column_px = ${Math.round(spec.columnPx)}`);
   }
-  bridge = pyodide.pyimport("sobirl_live_bridge");
-  bridge.post = post;
   self.postMessage({ type: "stderr", text: "font list: " + bridge.font_note });
   phase("cells", "Computing the first figure");
   const models = [];
@@ -109,10 +109,10 @@ function drain() {
     if (bridge.has_work()) {
       try {
         bridge.continue_work();
-        self.postMessage({ type: "work", pending: bridge.has_work(), seconds: (performance.now() - t0) / 1000 });
       } catch (err) {
         self.postMessage({ type: "error", text: String(err && err.message ? err.message : err), parent: null });
       }
+      self.postMessage({ type: "work", pending: bridge.has_work(), seconds: (performance.now() - t0) / 1000 });
       if (bridge.has_work()) schedule();
     }
     return;
