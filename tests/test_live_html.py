@@ -269,7 +269,7 @@ def test_a_failed_start_can_be_retried(browser, site):
     "Try again"; once the file can be loaded, pressing it makes the page live."""
     base, _root = site
     handled: set[str] = set()
-    browser.navigate(f"{base}/intro.html", timeout=180)
+    browser.navigate(f"{base}/book/intro.html", timeout=180)
     watch_workers(browser)
     browser.send("Fetch.enable", {"patterns": [{"urlPattern": "*sobirl-live-worker.js*"}]})
     try:
@@ -307,7 +307,7 @@ def test_live_figure_is_readable_on_a_phone(browser, site):
     browser.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1,
                                                         "mobile": True})
     try:
-        browser.navigate(f"{base}/01_soft_mdps.html", timeout=180)
+        browser.navigate(f"{base}/book/01_soft_mdps.html", timeout=180)
         watch_workers(browser)
         wait_for(browser, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
                  STATIC_WAIT_S, handled)

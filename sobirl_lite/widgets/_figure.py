@@ -72,6 +72,32 @@ def redraw_on_change(controls, update) -> None:
         control.observe(lambda _change: request_redraw(update), names="value")
 
 
+def _break_lines(text: str, width_px: float, font_px: float) -> str:
+    """TEXT with line breaks at spaces outside ``$...$`` so that no line is much wider than WIDTH_PX (an average
+    glyph taken as 0.6 FONT_PX wide; mathematics counted by its source length, an overestimate)."""
+    per_line = max(12, int(width_px / (0.6 * font_px)))
+    if len(text) <= per_line or "\n" in text:
+        return text
+    words, current, in_math = [], "", False
+    for ch in text:  # split at spaces outside mathematics
+        if ch == "$":
+            in_math = not in_math
+        if ch == " " and not in_math:
+            words.append(current)
+            current = ""
+        else:
+            current += ch
+    words.append(current)
+    lines, line = [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > per_line:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join(lines + [line])
+
+
 class FigureView:
     """A figure plus the ``Output`` widget that shows it.
 
@@ -129,6 +155,10 @@ class FigureView:
 
     def show(self):
         """Render the figure to PNG and make it the only output of the ``Output`` widget."""
+        if self.narrow:  # a title written for a wide panel would be cut at the column's edge: break it
+            for ax in self.figure.axes:
+                ax.title.set_text(_break_lines(ax.title.get_text(), self.figsize[0] * self.dpi,
+                                               ax.title.get_fontsize() * self.dpi / 72))
         learn = self._fix_layout()
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=self.dpi)
