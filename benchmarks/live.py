@@ -19,6 +19,7 @@ _build/test-book/_build/html`` for the quick-budget test build; ``--pages intro,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,7 +45,7 @@ def first_frame(chrome, handled, timeout) -> dict:
     info = json.loads(chrome.evaluate("JSON.stringify(window.sobirlLive)"))
     if state != "live":
         raise RuntimeError(f"not live after {wall:.0f} s: {info.get('error')}")
-    return {"seconds": info["firstFrameSeconds"], "phases": info["phases"], "boot": info["bootSeconds"],
+    return {"seconds": info["firstFrameSeconds"], "phases": info.get("phases") or [], "boot": info["bootSeconds"],
             "log": [line for line in info["log"] if line.startswith("font list")]}
 
 
@@ -71,6 +72,7 @@ def burst(chrome, handled, w, n_sliders, timeout) -> float | None:
     """Three moves on different sliders of widget W, 150 ms apart; seconds from the first to the settled figure."""
     if n_sliders < 2:
         return None
+    n_updates = len(chrome.evaluate("window.sobirlLive.updates"))
     t0 = time.monotonic()
     for i in range(3):
         handle = chrome.evaluate(live_test.HANDLE_JS % {"w": w, "i": i % n_sliders})
@@ -78,8 +80,9 @@ def burst(chrome, handled, w, n_sliders, timeout) -> float | None:
         dx = 0.15 * span if handle["x"] < handle["left"] + span / 2 else -0.15 * span
         live_test.drag(chrome, handle["x"], handle["y"], dx)
         time.sleep(0.15)
-    time.sleep(0.1)
-    live_test.wait_for(chrome, "!window.sobirlLive.busy", timeout, handled, poll=0.02)
+    # settled: every message answered (one per move; each gets an answer, dropped or not) and nothing still busy
+    live_test.wait_for(chrome, f"window.sobirlLive.updates.length >= {n_updates + 3} && !window.sobirlLive.busy",
+                       timeout, handled, poll=0.02)
     return time.monotonic() - t0
 
 
@@ -108,12 +111,28 @@ def measure_page(binary, base, docname, moves, timeout) -> dict:
             chrome.close()
 
 
+def report(r: dict, label: str) -> None:
+    f = r["first"]
+    phases = ", ".join(f"{p['name']['step']} {p['seconds']:.1f}" for p in f["phases"])
+    rest = f["seconds"] - f["boot"]
+    print(f"{r['page']} {label} ({r['budget']} budget): first live frame {f['seconds']:.1f} s "
+          f"({phases + '; ' if phases else ''}page views {rest:.1f}) {'; '.join(f['log'])}")
+    for i, w in enumerate(r["widgets"]):
+        med = statistics.median(w["moves"])
+        burst_text = "" if w["burst"] is None else f"; 3-move burst {w['burst']:.2f} s"
+        print(f"  widget {i}: move median {med:.2f} s (range {min(w['moves']):.2f}-{max(w['moves']):.2f}, "
+              f"{len(w['moves'])} moves){burst_text}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--html", type=Path, default=REPO / "_build" / "html", help="the built book's HTML folder")
     parser.add_argument("--pages", default="", help="comma-separated page names (default: every live page)")
     parser.add_argument("--moves", type=int, default=5, help="slider moves per widget (median reported)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed for a first frame or a move")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another built book (e.g. an older version) measured page by page alternately with "
+                             "--html, so that both see the same machine load")
     args = parser.parse_args(argv)
     if not (args.html / "index.html").is_file():
         parser.error(f"{args.html} holds no built book (run make book)")
@@ -124,26 +143,20 @@ def main(argv=None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; Chromium {binary}; book {args.html}")
     results = []
-    with book_support.serve_directory(args.html) as base:
+    sites = [("baseline", args.baseline), ("this build", args.html)] if args.baseline else [("", args.html)]
+    with contextlib.ExitStack() as stack:
+        bases = {label: stack.enter_context(book_support.serve_directory(path)) for label, path in sites}
         for docname in pages:
-            try:
-                r = measure_page(binary, base, docname, args.moves, args.timeout)
-            except (RuntimeError, book_support.CDPError) as exc:
-                print(f"{docname}: FAILED ({exc})")
-                continue
-            results.append(r)
-            f = r["first"]
-            phases = ", ".join(f"{p['name']['step']} {p['seconds']:.1f}" for p in f["phases"])
-            rest = f["seconds"] - f["boot"]
-            print(f"{docname} ({r['budget']} budget): first live frame {f['seconds']:.1f} s ({phases}; page views {rest:.1f}) "
-                  f"{'; '.join(f['log'])}")
-            for i, w in enumerate(r["widgets"]):
-                med = statistics.median(w["moves"])
-                burst_text = "" if w["burst"] is None else f"; 3-move burst {w['burst']:.2f} s"
-                print(f"  widget {i}: move median {med:.2f} s (range {min(w['moves']):.2f}-{max(w['moves']):.2f}, "
-                      f"{len(w['moves'])} moves){burst_text}")
+            for label, _path in sites:
+                try:
+                    r = measure_page(binary, bases[label], docname, args.moves, args.timeout)
+                except (RuntimeError, book_support.CDPError) as exc:
+                    print(f"{docname} {label}: FAILED ({exc})")
+                    continue
+                results.append(r)
+                report(r, label)
     print("load average after: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
-    return 0 if len(results) == len(pages) else 1
+    return 0 if len(results) == len(pages) * len(sites) else 1
 
 
 if __name__ == "__main__":
