@@ -8,7 +8,14 @@ Pyodide in a Web Worker from the files shipped with the book and runs the page's
   ``BOOT_TIMEOUT_S``;
 * dragging a slider of each widget with the mouse redraws its figure (a different PNG) within ``UPDATE_TIMEOUT_S``;
 * no request left 127.0.0.1, counting those of the Web Worker (seen through DevTools ``Target.setAutoAttach``),
-  every file asked for was served, and neither the page nor the worker threw a JavaScript exception.
+  every file asked for was served, and neither the page nor the worker threw a JavaScript exception;
+* before the press the download size is written on the page (not only in a tooltip) and the saved frame's controls
+  are inert; after a move the page showed a busy state and cleared it; matplotlib read the shipped font list
+  instead of rebuilding it.
+
+Two more tests: a start whose worker script fails to load (refused through DevTools ``Fetch``) is reported and can be
+retried with the button; at 390 CSS px (a phone) the live figure is drawn for the column, its panels stacked, with no
+empty gap below. No test asserts a time: ``benchmarks/live.py`` measures them.
 
 A screenshot of each page after the slider move goes to screenshots/live-<page>.png. Timings (time to the first live
 frame, seconds per update) are printed. Without Chromium the test skips (fails under CI), like tests/test_browser.py.
