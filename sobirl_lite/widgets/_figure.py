@@ -17,15 +17,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import os
 
 import ipywidgets as widgets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-# Width in CSS pixels of the column the figures are shown in, when known (a live page sets it from the reader's
-# screen). Narrower than a figure, a view lays its side-by-side panels out one above the other at the column's
-# width, instead of letting the browser shrink the picture until its labels are unreadable.
-column_px: int | None = None
+# Width in CSS pixels of the column the figures are shown in, when known: a live page passes the reader's column in
+# the environment variable SOBIRL_LIVE_COLUMN_PX. Narrower than a figure, a view lays its side-by-side panels out one
+# above the other at the column's width, instead of letting the browser shrink the picture until its labels are
+# unreadable.
+column_px: int | None = int(os.environ["SOBIRL_LIVE_COLUMN_PX"]) if os.environ.get(
+    "SOBIRL_LIVE_COLUMN_PX", "").isdigit() else None
 NARROW_BELOW_PX = 640
 
 _deferred: list | None = None  # while a live page applies a batch of messages: the redraws asked for

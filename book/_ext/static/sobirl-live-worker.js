@@ -39,7 +39,9 @@ async function boot(spec) {
   importScripts(spec.indexURL + "pyodide.js");
   pyodide = await loadPyodide({
     indexURL: spec.indexURL,
-    env: { SOBIRL_BUDGET: spec.budget, MPLBACKEND: "agg", HOME: "/home/pyodide" },
+    // SOBIRL_LIVE_COLUMN_PX: the reader's column width, read by sobirl_lite.widgets._figure (figures drawn for it)
+    env: { SOBIRL_BUDGET: spec.budget, MPLBACKEND: "agg", HOME: "/home/pyodide",
+           SOBIRL_LIVE_COLUMN_PX: spec.columnPx ? String(Math.round(spec.columnPx)) : "" },
     stdout: (line) => self.postMessage({ type: "stdout", text: line }),
     stderr: (line) => self.postMessage({ type: "stderr", text: line }),
   });
@@ -61,9 +63,7 @@ async function boot(spec) {
   pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide')");
   bridge = pyodide.pyimport("sobirl_live_bridge");  // first: it stands in for IPython, which ipywidgets imports
   bridge.post = post;
-  if (spec.columnPx) {
-    pyodide.runPython(`import sobirl_lite.widgets._figure as f; f.column_px = ${Math.round(spec.columnPx)}`);
-  }
+
   self.postMessage({ type: "stderr", text: "font list: " + bridge.font_note });
   phase("cells", "Computing the first figure");
   const models = [];
