@@ -96,8 +96,9 @@ function coalesce(batch) {
 function schedule() {
   if (!scheduled) {
     scheduled = true;
-    // A short delay lets messages sent while Python was busy arrive and join the batch.
-    setTimeout(drain, 4);
+    // The delay lets messages join the batch: those sent while Python was busy, and those the page holds back until
+    // the answer to its previous message of the same slider arrives (ipywidgets sends one at a time per widget).
+    setTimeout(drain, 30);
   }
 }
 
