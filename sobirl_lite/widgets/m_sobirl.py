@@ -11,7 +11,7 @@ import numpy as np
 
 from ..algorithms.m_sobirl import MSoBiRLConfig, m_sobirl
 from ..instances import synthetic_problem
-from ._figure import FigureView, panel, settings_row
+from ._figure import FigureView, panel, redraw_on_change, settings_row
 
 
 def run_setting(problem, x0, beta: float, xi: float, inner_steps: int, iterations: int, track_every: int = 5):
@@ -107,8 +107,7 @@ def m_sobirl_widget(problem=None, iterations: int = 600, beta: float = 0.03, xi:
                             iterations=iterations, track_true_grad=True, track_every=track_every, progress=False)
         h, diverged = run_setting(problem, x0, cfg.beta, cfg.xi, cfg.inner_steps, iterations, track_every)
         state.update(history=h, diverged=diverged)
-        fig = view.clear()
-        ax_g, ax_m = fig.subplots(1, 2)
+        ax_g, ax_m = view.subplots(1, 2)
         if diverged:
             h = None
         if h is None:
@@ -140,8 +139,7 @@ def m_sobirl_widget(problem=None, iterations: int = 600, beta: float = 0.03, xi:
         ax_m.grid(True, alpha=0.3)
         view.show()
 
-    for s in (beta_slider, xi_slider, n_slider):
-        s.observe(update, names="value")
+    redraw_on_change([beta_slider, xi_slider, n_slider], update)
     update()
     box = panel([beta_slider, xi_slider, n_slider], view)
     box.view, box.state, box.update = view, state, update

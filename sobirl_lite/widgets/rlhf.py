@@ -14,20 +14,22 @@ from ..algorithms.drlhf import drlhf
 from ..algorithms.sobirl import SoBiRLConfig, sobirl
 from ..plotting import plot_band
 from ..rlhf import example_setup
-from ._figure import FigureView, panel, settings_row
+from ._figure import FigureView, panel, redraw_on_change, run_redraw, settings_row
 
 
 def run_rlhf_comparison(labels: int, tau: float, seeds: int = 3, iterations: int = 60, step_size: float = 0.1,
-                        size: int = 4, segment_length: int = 8, initial_pairs: int = 32, inner_q: str = "exact"):
+                        size: int = 4, segment_length: int = 8, initial_pairs: int = 32, inner_q: str = "exact",
+                        first_seed: int = 0):
     """SoBiRL and DRLHF (one BCE step per iteration, same budgets) on :func:`~sobirl_lite.rlhf.example_setup`
-    with ``labels`` new pairs per iteration at temperature ``tau``; ``seeds`` runs each.
+    with ``labels`` new pairs per iteration at temperature ``tau``; ``seeds`` runs each, with seeds ``first_seed``,
+    ``first_seed + 1``, ...
 
     Returns ``{"SoBiRL": [History, ...], "DRLHF": [...]}``.
     """
     setup = example_setup(size=size, tau=tau, segment_length=segment_length, pairs_per_iteration=int(labels),
                           initial_pairs=initial_pairs)
     out = {"SoBiRL": [], "DRLHF": []}
-    for seed in range(int(seeds)):
+    for seed in range(int(first_seed), int(first_seed) + int(seeds)):
         cfg = SoBiRLConfig(iterations=iterations, step_size=step_size, pmd_iterations=3, inner_q=inner_q,
                            n_rollouts=2, truncation_tol=1e-2, eval_every=5, progress=False, seed=seed)
         out["SoBiRL"].append(sobirl(setup, np.zeros(setup.n), cfg))
@@ -86,26 +88,37 @@ def rlhf_widget(labels: int = 8, tau: float = 0.5, seeds: int = 3, iterations: i
     view = FigureView(figsize=(9.5, 3.6))
     state = {}
 
-    def update(*_):
-        runs = run_rlhf_comparison(label_slider.value, tau_slider.value, seeds=seeds, iterations=iterations,
-                                   **kwargs)
-        state["runs"] = runs
-        state.update(summarize(runs))
-        fig = view.clear()
-        ax_r, ax_a = fig.subplots(1, 2)
+    def draw(runs, note=""):
+        ax_r, ax_a = view.subplots(1, 2)
         for name, hs in runs.items():
             labels_seen = hs[0].extra["labels"]
             # ± one standard error: with a handful of seeds a 95% t-band is mostly the t factor
             plot_band(ax_r, labels_seen, [h.extra["true_return"] for h in hs], label=name, confidence=None)
             plot_band(ax_a, labels_seen, [h.extra["pref_accuracy"] for h in hs], label=name, confidence=None)
         ax_r.set(xlabel="labels collected", ylabel="true return of $\\pi_k$",
-                 title=f"{label_slider.value} labels/iteration, τ = {tau_slider.value:.2f}")
+                 title=f"{label_slider.value} labels/iteration, τ = {tau_slider.value:.2f}{note}")
         ax_a.set(xlabel="labels collected", ylabel="held-out preference accuracy", ylim=(0.4, 1.0))
         ax_r.legend(fontsize=8)
         view.show()
 
-    label_slider.observe(update, names="value")
-    tau_slider.observe(update, names="value")
+    def stages():
+        """The redraw in two stages: seed 0 (a preview a live page shows at once), then every seed."""
+        args = dict(labels=label_slider.value, tau=tau_slider.value, iterations=iterations, **kwargs)
+        first = run_rlhf_comparison(seeds=1, **args)
+        if seeds > 1:
+            yield lambda: draw(first, note=f" (seed 1 of {seeds}…)")
+            rest = run_rlhf_comparison(seeds=seeds - 1, first_seed=1, **args)
+            runs = {name: first[name] + rest[name] for name in first}
+        else:
+            runs = first
+        state["runs"] = runs
+        state.update(summarize(runs))
+        draw(runs)
+
+    def update(*_):
+        run_redraw(stages)
+
+    redraw_on_change([label_slider, tau_slider], stages)
     update()
     box = panel([label_slider, tau_slider], view,
                 note=f"<small>{seeds} seeds per method, {iterations} iterations, band: mean ± one standard error; "

@@ -17,7 +17,7 @@ import numpy as np
 from ..mdp import TabularMDP, gridworld
 from ..plotting import grid_heatmap, plot_convergence, plot_grid_policy
 from ..soft import entropy, soft_value_map, solve_soft_mdp
-from ._figure import FigureView, panel, settings_row
+from ._figure import FigureView, panel, redraw_on_change, settings_row
 
 DEFAULT_WALLS = ((1, 1), (1, 2), (1, 3), (3, 1), (3, 3))
 
@@ -79,8 +79,7 @@ def soft_gridworld_widget(tau: float = 0.1, gamma: float = 0.9, height: int = 5,
         mdp, sol, H, free, layout = res["mdp"], res["solution"], res["entropy"], res["free"], res["mdp"].layout
         state.update(mdp=mdp, solution=sol, entropy=H, mean_entropy=res["mean_entropy"])
 
-        fig = view.clear()
-        ax_v, ax_h = fig.subplots(1, 2)
+        ax_v, ax_h = view.subplots(1, 2)
         plot_grid_policy(ax_v, mdp, sol.V, sol.pi, title=rf"$V^*$ and $\pi^*$  ($\tau={mdp.tau:.3g}$, "
                                                          rf"$\gamma={mdp.gamma:.2f}$)")
         grid_heatmap(ax_h, layout, np.where(free, H, np.nan), cmap="magma", vmin=0.0, vmax=math.log(mdp.A),
@@ -88,8 +87,7 @@ def soft_gridworld_widget(tau: float = 0.1, gamma: float = 0.9, height: int = 5,
                      title=rf"entropy of $\pi^*$ (mean {state['mean_entropy']:.2f} of max $\log 4$)")
         view.show()
 
-    tau_slider.observe(update, names="value")
-    gamma_slider.observe(update, names="value")
+    redraw_on_change([tau_slider, gamma_slider], update)
     update()
     box = panel([tau_slider, gamma_slider], view)
     box.view, box.state, box.update = view, state, update
@@ -174,8 +172,7 @@ def contraction_widget(mdp: TabularMDP | None = None, gamma: float = 0.9, tol: f
         ratios = errors[1:][keep] / errors[:-1][keep]
         state.update(errors=errors, ratios=ratios, gamma=g, iters=iters)
 
-        fig = view.clear()
-        ax_e, ax_k = fig.subplots(1, 2)
+        ax_e, ax_k = view.subplots(1, 2)
         plot_convergence(ax_e, errors, rate=g, label=r"$\|V_k-V^*\|_\infty$", ylabel="sup-norm error")
         ax_e.set_title(rf"soft value iteration, $\gamma={g:.2f}$")
 
@@ -190,7 +187,7 @@ def contraction_widget(mdp: TabularMDP | None = None, gamma: float = 0.9, tol: f
         ax_k.grid(True, alpha=0.3)
         view.show()
 
-    gamma_slider.observe(update, names="value")
+    redraw_on_change([gamma_slider], update)
     update()
     box = panel([gamma_slider], view)
     box.view, box.state, box.update = view, state, update

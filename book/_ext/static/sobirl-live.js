@@ -11,32 +11,45 @@
   const spec = JSON.parse(specNode.textContent);
   const abs = (rel) => new URL(rel, document.baseURI).href;
 
-  // Timings and state, read by tests/test_live_html.py.
-  const live = (window.sobirlLive = { state: "static", error: null, log: [], bootSeconds: null,
-                                      updates: [], firstFrameSeconds: null });
+  // Timings and state, read by tests/test_live_html.py and benchmarks/live.py.
+  const live = (window.sobirlLive = { state: "static", error: null, log: [], bootSeconds: null, phases: [],
+                                      updates: [], firstFrameSeconds: null, starts: 0, busy: false,
+                                      busyCount: 0 });
+  const STEPS = { runtime: [1, 0.0, 0.3], packages: [2, 0.3, 0.75], bridge: [3, 0.75, 0.85], cells: [4, 0.85, 1.0] };
 
   function viewScripts() {
     return Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
   }
 
-  // One bar above each widget: the button, then the status.
+  // One bar above each widget: the button with what it costs, a progress bar, then the status line.
   const bars = viewScripts().map((script) => {
     const bar = document.createElement("div");
     bar.className = "sobirl-live-bar";
+    bar.dataset.state = "static";
     const button = document.createElement("button");
     button.type = "button";
     button.className = "sobirl-live-button";
     button.textContent = "Make this page interactive";
-    button.title = "Runs the widgets of this page in your browser with Python (Pyodide, about "
-      + spec.downloadMB + " MB on first use); nothing is sent anywhere.";
+    const cost = document.createElement("span");
+    cost.className = "sobirl-live-cost";
+    cost.textContent = `Runs Python in your browser: downloads about ${spec.downloadMB} MB the first time; `
+      + "nothing is sent anywhere.";
+    const progress = document.createElement("progress");
+    progress.className = "sobirl-live-progress";
+    progress.max = 1;
+    progress.value = 0;
+    progress.hidden = true;
     const status = document.createElement("span");
     status.className = "sobirl-live-status";
-    status.textContent = "The figure below is the frame computed when the book was built.";
-    bar.append(button, status);
+    status.setAttribute("role", "status");
+    status.textContent = "Until then the figure below is the one computed when the book was built, and its "
+      + "controls do nothing.";
+    bar.append(button, cost, progress, status);
     button.addEventListener("click", start);
     const anchor = script.closest(".cell_output, .output") || script.parentElement;
+    anchor.classList.add("sobirl-live-static");
     anchor.parentElement.insertBefore(bar, anchor);
-    return { bar, button, status };
+    return { bar, button, cost, progress, status, anchor };
   });
 
   function setStatus(text, kind) {
@@ -46,19 +59,45 @@
     }
   }
 
+  function setProgress(step, fraction) {
+    const s = STEPS[step];
+    if (!s) return;
+    for (const b of bars) {
+      b.progress.hidden = false;
+      b.progress.value = s[1] + (s[2] - s[1]) * Math.min(1, fraction || 0);
+    }
+  }
+
+  let worker = null;
+  let started = false;
   function fail(text) {
     live.state = "failed";
     live.error = text;
-    setStatus("Could not make the widgets live (" + text + "); the static frames stay.", "failed");
-    for (const b of bars) b.button.disabled = false;
+    if (worker) worker.terminate();
+    worker = null;
+    started = false;  // the button starts again from scratch
+    setStatus("Could not make the widgets live (" + text + "). The figures computed with the book stay; "
+              + "you can try again.", "failed");
+    for (const b of bars) {
+      b.button.disabled = false;
+      b.button.hidden = false;
+      b.button.textContent = "Try again";
+      b.progress.hidden = true;
+    }
   }
 
-  let started = false;
   function start() {
     if (started) return;
     started = true;
+    live.starts += 1;
     live.state = "booting";
-    for (const b of bars) b.button.disabled = true;
+    live.error = null;
+    for (const b of bars) {
+      b.button.disabled = true;
+      b.cost.hidden = true;
+    }
+    setProgress("runtime", 0);
+    setStatus("Step 1 of 4: Downloading and starting Python…", "booting");
     const t0 = performance.now();
     window.require(["@jupyter-widgets/html-manager", "@jupyter-widgets/base"], (hm, base) => {
       try {
@@ -70,7 +109,8 @@
   }
 
   function run(hm, base, t0) {
-    const worker = new Worker(abs(spec.workerURL));
+    worker = new Worker(abs(spec.workerURL));
+    const me = worker;  // messages of a worker that failed and was replaced are ignored
     const comms = new Map();     // comm_id -> BridgeComm
     const callbacks = new Map(); // msg_id -> callbacks of a message sent to Python
     const sentAt = new Map();    // msg_id -> performance.now() when sent
@@ -88,6 +128,7 @@
         const msgId = "live-" + (++counter);
         if (cbs) callbacks.set(msgId, cbs);
         sentAt.set(msgId, performance.now());
+        setBusy(true);
         const bufs = (buffers || []).map((b) => (b.buffer ? b.buffer.slice(0) : b.slice(0)));
         worker.postMessage({ type: "comm_msg", message: { comm_id: this.comm_id, msg_id: msgId, data },
                              buffers: bufs }, bufs);
@@ -124,6 +165,21 @@
 
     // Model creation is asynchronous: keep the messages of one model in order.
     let chain = Promise.resolve();
+    const holders = [];
+    let working = false;  // a staged redraw is still finishing in the worker
+
+    function setBusy(busy) {
+      if (busy && !live.busy) live.busyCount += 1;
+      live.busy = busy;
+      for (const h of holders) {
+        if (busy) h.setAttribute("aria-busy", "true");
+        else h.removeAttribute("aria-busy");
+      }
+      if (live.state !== "live") return;
+      if (busy) setStatus("Recomputing the figure…", "busy");
+      else if (!live.error) setStatus(liveText, "live");
+    }
+    let liveText = "";
 
     async function showLive(models) {
       await chain;
@@ -137,6 +193,7 @@
         const staticArea = scripts[i].previousElementSibling;
         const holder = document.createElement("div");
         holder.className = "widget-subarea sobirl-live-area";
+        holders.push(holder);
         scripts[i].parentElement.insertBefore(holder, scripts[i]);
         await manager.display_view(view, holder);
         if (staticArea && staticArea.classList.contains("widget-subarea")) {
@@ -148,38 +205,62 @@
 
     worker.onerror = (event) => fail("worker error: " + (event.message || event));
     worker.onmessage = (event) => {
+      if (worker !== me) return;
       const msg = event.data;
       if (msg.type === "status") {
         live.log.push(`${msg.seconds.toFixed(1)} s: ${msg.text}`);
-        setStatus(`Starting Python in your browser: ${msg.text}…`, "booting");
+        if (msg.step) {
+          const [n] = STEPS[msg.step];
+          setProgress(msg.step, 0);
+          const size = msg.step === "runtime" || msg.step === "packages" ? ` (part of the ${spec.downloadMB} MB)` : "";
+          setStatus(`Step ${n} of 4: ${msg.text}${size}…`, "booting");
+        }
+      } else if (msg.type === "progress") {
+        setProgress(msg.step, msg.loaded / Math.max(1, spec.packageCount || 20));
       } else if (msg.type === "comm") {
         chain = chain.then(() => fromPython(msg.payload, msg.buffers)).catch((err) => fail(String(err)));
       } else if (msg.type === "ready") {
         chain.then(() => showLive(msg.models)).then(() => {
           live.state = "live";
           live.bootSeconds = msg.seconds;
+          live.phases = msg.phases;
           live.firstFrameSeconds = (performance.now() - t0) / 1000;
-          for (const b of bars) b.button.hidden = true;
-          setStatus(`Live: computed in your browser (ready in ${live.firstFrameSeconds.toFixed(0)} s). `
-                    + "Move a slider to recompute.", "live");
+          for (const b of bars) {
+            b.button.hidden = true;
+            b.progress.hidden = true;
+            b.anchor.classList.remove("sobirl-live-static");
+          }
+          liveText = `Live: computed in your browser (ready in ${live.firstFrameSeconds.toFixed(0)} s). `
+                     + "Move a slider to recompute.";
+          setStatus(liveText, "live");
         }).catch((err) => fail(String(err)));
-      } else if (msg.type === "idle") {
-        const cbs = callbacks.get(msg.parent);
-        callbacks.delete(msg.parent);
-        const t = sentAt.get(msg.parent);
-        sentAt.delete(msg.parent);
+      } else if (msg.type === "idle" || msg.type === "work") {
+        const cbs = msg.parent ? callbacks.get(msg.parent) : null;
+        if (msg.parent) callbacks.delete(msg.parent);
+        const t = msg.parent ? sentAt.get(msg.parent) : undefined;
+        if (msg.parent) sentAt.delete(msg.parent);
+        working = msg.pending;
+        const failed = msg.parent && failedIds.delete(msg.parent);
         // Let the replies queued before this "idle" reach their models first.
         chain = chain.then(() => {
-          if (t !== undefined) live.updates.push({ seconds: (performance.now() - t) / 1000, python: msg.seconds });
+          if (t !== undefined) {
+            live.updates.push({ seconds: (performance.now() - t) / 1000, python: msg.seconds, batch: msg.batch,
+                                dropped: msg.dropped });
+          }
+          if (!failed && msg.type === "idle" && live.state === "live") live.error = null;  // a later move worked
           if (cbs && cbs.iopub && cbs.iopub.status) {
             cbs.iopub.status({ header: { msg_type: "status" }, parent_header: { msg_id: msg.parent },
                                content: { execution_state: "idle" }, metadata: {} });
           }
+          setBusy(sentAt.size > 0 || working);
         });
       } else if (msg.type === "error") {
         if (live.state === "live") {
-          live.error = msg.text;
-          setStatus("A widget raised an error in Python: " + msg.text, "failed");
+          if (msg.parent) failedIds.add(msg.parent);
+          chain = chain.then(() => {
+            live.error = msg.text;
+            setStatus("This setting raised an error in Python: " + msg.text + " (try another value).", "failed");
+          });
         } else {
           fail(msg.text);
         }
@@ -187,8 +268,11 @@
         live.log.push(msg.text);
       }
     };
+    const failedIds = new Set();
+    const columnPx = Math.min(...bars.map((b) => b.anchor.clientWidth || b.bar.clientWidth || 0).filter((w) => w > 0));
     worker.postMessage({ type: "boot", spec: {
       indexURL: abs(spec.indexURL), packages: spec.packages, wheels: spec.wheels.map(abs),
-      bridgeURL: abs(spec.bridgeURL), budget: spec.budget, cells: spec.cells } });
+      bridgeURL: abs(spec.bridgeURL), budget: spec.budget, cells: spec.cells,
+      columnPx: Number.isFinite(columnPx) ? columnPx : null } });
   }
 })();
