@@ -227,6 +227,20 @@ def run_local(specs, sweep_dir: str, workers: int, threads: int = 1, log=print) 
     return results
 
 
+def _start_local_ray(ray, log, attempts: int = 3) -> None:
+    """Start a private Ray instance. Ray gives its raylet a fixed 30 s to register, which a heavily loaded machine
+    can miss (a bare ``Exception``: "timed out during startup"); such a start is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(include_dashboard=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a startup timeout
+            ray.shutdown()
+            if attempt == attempts or "timed out during startup" not in str(exc):
+                raise
+            log(f"Ray did not start in time (attempt {attempt} of {attempts}; the machine is busy): trying again")
+
+
 def run_ray(specs, sweep_dir: str, address: str, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
             threads: int = 1, max_retries: int = 3, log=print) -> list[dict]:
     """Run ``specs`` as Ray tasks (retried when their worker dies). ``address``: ``"auto"``, ``"local"`` or an
@@ -235,7 +249,7 @@ def run_ray(specs, sweep_dir: str, address: str, cpus_per_run: float = 1.0, gpus
 
     if not ray.is_initialized():
         if address == "local":
-            ray.init(include_dashboard=False)
+            _start_local_ray(ray, log)
         else:
             ray.init(address=address)
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries)(run_one)
