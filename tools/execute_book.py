@@ -28,7 +28,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 READER = {"name": "myst_nb_md", "type": "plugin"}  # myst-nb's MyST reader, as the build reads the chapters
@@ -40,18 +39,11 @@ def notebook_pages(root: Path) -> list[Path]:
     """The pages of ``_toc.yml`` (reading order) that myst-nb treats as notebooks."""
     from myst_nb.core.read import is_myst_markdown_notebook
 
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = [toc["root"]]
+    if str(REPO / "tools") not in sys.path:
+        sys.path.insert(0, str(REPO / "tools"))
+    from book_pdf import load_book_support  # the tests' reader of _toc.yml: one copy
 
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
+    files = load_book_support().toc_files(root / "_toc.yml")
     pages = []
     for name in files:
         path = root / (name if name.endswith((".md", ".ipynb")) else name + ".md")
