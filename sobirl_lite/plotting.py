@@ -207,6 +207,14 @@ def plot_accuracy_cost(ax, series, *, xlabel="cost", ylabel="relative error", fl
 
 # -- curves over seeds (the SoBiRL and RLHF chapters) ------------------------------------------------------------
 
+def _t_quantile(q, dof):
+    # scipy.stats is imported here, not with the module: it takes seconds to import in a browser (the book's live
+    # pages), and the widgets' one-standard-error bands do not need it
+    from scipy import stats
+
+    return stats.t.ppf(q, dof)
+
+
 def mean_and_band(Y, confidence: float | None = 0.95):
     """Mean over seeds (axis 0) and the half-width of a Student-t confidence interval for it
     (``confidence=None``: one standard error of the mean instead).
@@ -214,8 +222,6 @@ def mean_and_band(Y, confidence: float | None = 0.95):
     ``Y`` (seeds, points) -> ``(mean (points,), half_width (points,))``; NaN entries are ignored per column.
     With one seed the half-width is 0.
     """
-    from scipy import stats  # here, not at the top: the chapters 1-3 widgets run without loading scipy.stats
-
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim != 2:
         raise ValueError(f"Y must be (seeds, points); got shape {Y.shape}")
@@ -223,7 +229,7 @@ def mean_and_band(Y, confidence: float | None = 0.95):
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.nanmean(Y, axis=0) if Y.shape[0] else np.full(Y.shape[1], np.nan)
         sd = np.nanstd(Y, axis=0, ddof=1) if Y.shape[0] > 1 else np.zeros(Y.shape[1])
-        t = 1.0 if confidence is None else stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+        t = 1.0 if confidence is None else _t_quantile(0.5 + confidence / 2, np.maximum(n - 1, 1))
         half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
     return mean, half
 

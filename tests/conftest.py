@@ -20,8 +20,21 @@ def book_build(request) -> book_support.BookBuild:
     if reuse and (book_support.TEST_BOOK_DIR / "build.log").is_file():
         # For iterating on the browser tests: keep the last build instead of building again (never under CI).
         return book_support.reuse_book()
-    run_id = getattr(request.config, "workerinput", {}).get("testrun_uid")
+    run_id = getattr(request.config, "workerinput", {}).get("testrunuid")  # pytest-xdist's key (no underscore)
     return book_support.shared_book_build(run_id)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium, one per test module (the page tests and the live-widget tests); skips without it (fails
+    under CI, where a browser is required)."""
+    binary = book_support.require_chromium("cannot check the rendered book")
+    chrome = book_support.Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        chrome.open_tab()
+        yield chrome
+    finally:
+        chrome.close()
 
 
 # -- scheduling on pytest-xdist workers (make test: -n 2 --dist loadfile --no-loadscope-reorder) -----------------------
