@@ -106,7 +106,7 @@ def practical_sobirl_loss(r_all: torch.Tensor, actions: torch.Tensor, labels: to
         baseline: ``"none"`` (the paper) or ``"leave-one-out"`` (see the module doc).
 
     Returns ``(loss, parts)``: the scalar loss and a dict of detached scalars ``bce`` (mean BCE), ``hyper``
-    (mean ``hypers``), ``surrogate`` (mean ``weight * coef * hypers``), ``weight`` (the mean weight of a pair's
+    (mean ``hypers``), ``surrogate`` (mean ``weight * coef * hypers``), ``hyper_weight`` (the mean weight of a pair's
     hyper term: ``l_x``, or ``l_x`` minus its baseline) and ``saturated`` (the fraction of pairs whose logit sits at
     the clip, where the BCE gradient is exactly zero).
     """
@@ -131,7 +131,7 @@ def practical_sobirl_loss(r_all: torch.Tensor, actions: torch.Tensor, labels: to
         loss = loss + surrogate
         parts["hyper"] = hypers.detach().mean()
         parts["surrogate"] = surrogate.detach()
-        parts["weight"] = weight.mean()
+        parts["hyper_weight"] = weight.mean()
     else:
-        parts["hyper"], parts["surrogate"], parts["weight"] = zero, zero, zero
+        parts["hyper"], parts["surrogate"], parts["hyper_weight"] = zero, zero, zero
     return loss, parts

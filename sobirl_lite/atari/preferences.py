@@ -143,7 +143,6 @@ class PreferenceBuffer:
 # surrogate, the mean weight of a pair's hyper term (l_x or l_x minus its baseline) and the fraction of pairs whose
 # Bradley-Terry logit sits at the clip (zero BCE gradient there).
 EPOCH_STATS = ("reward_loss", "bce", "hyper", "surrogate", "hyper_weight", "saturated")
-_PART_KEYS = {"hyper_weight": "weight"}
 
 
 class RewardLearner:
@@ -187,7 +186,7 @@ class RewardLearner:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            sums += torch.stack([loss.detach(), *(parts[_PART_KEYS.get(k, k)] for k in EPOCH_STATS[1:])])
+            sums += torch.stack([loss.detach(), *(parts[k] for k in EPOCH_STATS[1:])])
             batches += 1
         means = (sums / max(batches, 1)).tolist()
         return dict(zip(EPOCH_STATS, means))
