@@ -22,24 +22,30 @@ PRESETS: dict[str, dict] = {
     "paper": {},
 }
 
-# Seconds per unit on one core of the machine the book was written on (torch 2.13 CPU, one thread; see
-# benchmarks/atari.py): an agent step before learning starts (random actions, gym backend), an agent step while SAC
-# learns (one update every 4 steps), and one pair through one reward epoch (forward and backward of 2 x 25 frames).
-CPU_SECONDS = {"random_step": 0.003, "learning_step": 0.042, "pair_epoch": 0.032}
+# Seconds per unit on one core of the machine the book was written on (torch 2.13 CPU, one thread): an agent step
+# before learning starts (random actions), an agent step while SAC learns, and one pair through one reward epoch.
+# Atari (benchmarks/atari.py): gym backend, one update every 4 steps, 2 x 25 frames of 84x84 per pair. MinAtar: the
+# medians over the runs of book/data/minatar/eval_study/ (their progress.csv wall times; one update every 8 steps,
+# 2 x 10 frames of 10x10 per pair), about fifteen times cheaper per step.
+CPU_SECONDS = {
+    "atari": {"random_step": 0.003, "learning_step": 0.042, "pair_epoch": 0.032},
+    "minatar": {"random_step": 0.0003, "learning_step": 0.0035, "pair_epoch": 0.0008},
+}
 
 
 def estimate_cpu_seconds(cfg) -> float:
-    """Rough wall time of a whole run of ``cfg`` on one CPU core (the ``CPU_SECONDS`` rates)."""
+    """Rough wall time of a whole run of ``cfg`` on one CPU core (the ``CPU_SECONDS`` rates of its environment)."""
+    rate = CPU_SECONDS["minatar" if cfg.env_id.startswith("minatar:") else "atari"]
     random_steps = min(max(cfg.learning_starts, cfg.inner_steps), cfg.total_steps)
     learning_steps = max(cfg.total_steps - random_steps, 0)
-    seconds = random_steps * CPU_SECONDS["random_step"] + learning_steps * CPU_SECONDS["learning_step"]
+    seconds = random_steps * rate["random_step"] + learning_steps * rate["learning_step"]
     if cfg.algo in ("sobirl", "drlhf"):
         iterations = max(cfg.total_steps // cfg.inner_steps - 1, 0)
         per_iter = cfg.pairs_per_iter or 5  # the paper's schedule gives 6 -> 3 new pairs
         # the buffer fills up, then holds pref_buffer_size pairs; average over the run
         held = [min(cfg.initial_pairs + per_iter * k, cfg.pref_buffer_size) for k in range(1, iterations + 1)]
         pair_epochs = cfg.initial_pairs * cfg.warmup_epochs + cfg.reward_epochs * sum(held)
-        seconds += pair_epochs * CPU_SECONDS["pair_epoch"]
+        seconds += pair_epochs * rate["pair_epoch"]
     return seconds
 
 

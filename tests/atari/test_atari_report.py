@@ -164,3 +164,21 @@ def test_resume_on_another_device_type_reseeds_the_device_generators(tmp_path, c
         logs.append(_log(d / "progress.csv"))
     assert "re-seeded" in capsys.readouterr().err
     assert logs[0] == logs[1] and int(logs[0][-1]["global_step"]) == 400
+
+
+@pytest.mark.parametrize("game", ["breakout", "space_invaders"])
+@pytest.mark.parametrize("algo", ["sobirl", "drlhf", "sac"])
+def test_cpu_estimate_of_a_minatar_run_is_within_a_factor_two_of_the_committed_logs(game, algo):
+    """The announced CPU time of a MinAtar run against the study's run of seed 0. Its wall clock counts pauses (the
+    study was stopped and resumed), so the measured time is the median seconds per step over its 1,000-step
+    iterations times its steps: robust to a pause, not to a wrong rate (the Atari rates were 15x too slow)."""
+    from sobirl_lite.atari.logs import read_progress
+
+    run = os.path.join("book", "data", "minatar", "eval_study", f"{game}-{algo}-s0")
+    with open(os.path.join(run, "config.json")) as f:
+        cfg = Config.from_dict(json.load(f)["config"])
+    rows = read_progress(os.path.join(run, "progress.csv"))["iteration"]
+    steps, wall = np.asarray(rows["global_step"], float), np.asarray(rows["wall_s"], float)
+    per_step = np.diff(wall) / np.diff(steps)
+    measured = np.median(per_step[per_step > 0]) * cfg.total_steps
+    assert 0.5 < estimate_cpu_seconds(cfg) / measured < 2.0, (estimate_cpu_seconds(cfg), measured)
