@@ -34,9 +34,11 @@ $(PYTHON):
 # torch is the CUDA build, gigabytes of it. Either way the lock's torch==2.13.0 holds (2.13.0+cpu satisfies it).
 LOCK := requirements-lock.txt
 TORCH_INDEX ?=
+# --no-compile: pip would byte-compile every installed module (a minute of CPU, most of it for modules nothing
+# imports); Python compiles the ones that are imported on first use instead.
 $(STAMP): pyproject.toml $(LOCK) | $(PYTHON)
-	$(if $(TORCH_INDEX),$(PYTHON) -m pip install -q -c $(LOCK) --extra-index-url "$(TORCH_INDEX)" torch)
-	$(PYTHON) -m pip install -q -c $(LOCK) -e ".[book,test,ray]"
+	$(if $(TORCH_INDEX),$(PYTHON) -m pip install -q --no-compile -c $(LOCK) --extra-index-url "$(TORCH_INDEX)" torch)
+	$(PYTHON) -m pip install -q --no-compile -c $(LOCK) -e ".[book,test,ray]"
 	@touch $@
 
 setup: $(STAMP)

@@ -209,7 +209,10 @@ OVERFLOW_JS = r"""
 (async () => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const deadline = performance.now() + %(wait)d;
-  while (performance.now() < deadline && !(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
+  // A page without math (the references) loads no MathJax: nothing to wait for.
+  const mathjaxLoads = !!document.querySelector('script[src*="mathjax/"], script[src*="mathjax@"]');
+  while (mathjaxLoads && performance.now() < deadline
+         && !(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
     await sleep(50);
   }
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {

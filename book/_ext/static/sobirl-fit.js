@@ -45,7 +45,9 @@
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   window.sobirlFitDone = (async () => {
-    for (let i = 0; i < 200; i++) {
+    // A page without math (the references) loads no MathJax: fit its tables at once.
+    const mathjaxLoads = !!document.querySelector('script[src*="mathjax/"], script[src*="mathjax@"]');
+    for (let i = 0; mathjaxLoads && i < 200; i++) {
       if (window.MathJax && MathJax.startup && MathJax.startup.promise) break;
       await sleep(50);
     }
