@@ -287,7 +287,14 @@ RENDER_JS = r"""
     const out = rendered(cell);
     if (!out) continue;
     const copy = out.cloneNode(true);
-    copy.querySelectorAll(".katex, mjx-container, code, pre, svg").forEach((m) => m.remove());
+    copy.querySelectorAll(".katex, mjx-container, svg").forEach((m) => m.remove());
+    // code as its markdown, so that a role (`{doc}` then code) or a directive that a plain renderer turned into a
+    // code block (its name then the block's language) reads as the MyST it was
+    copy.querySelectorAll("pre").forEach((pre) => {
+      const code = pre.querySelector("code"), lang = code && /language-(\S+)/.exec(code.className);
+      pre.replaceWith("```" + (lang ? lang[1] : "") + "\n```\n");
+    });
+    copy.querySelectorAll("code").forEach((code) => code.replaceWith("`" + code.textContent + "`"));
     texts.push(copy.textContent);
     // jupyterlab-myst marks what it could not render (a math error, an unknown citation) with a titled warning
     out.querySelectorAll(".text-yellow-600[title]").forEach((el) =>
@@ -295,9 +302,12 @@ RENDER_JS = r"""
   }
   const mathErrors = Array.from(w.node.querySelectorAll(".katex-error, mjx-merror, [data-mjx-error]"))
     .map((el) => el.getAttribute("title") || el.getAttribute("data-mjx-error") || el.textContent).slice(0, 5);
-  // MathJax's noundefined shows an unknown macro as red text holding its name
-  const redMacros = Array.from(w.node.querySelectorAll("mjx-container mjx-mtext"))
-    .filter((el) => /^\\[A-Za-z]+/.test(el.textContent)).map((el) => el.textContent).slice(0, 5);
+  // MathJax's noundefined shows an unknown macro as red text holding its name. The glyphs drawn (mjx-c) hold no
+  // text, so the name is read from the MathML MathJax keeps for screen readers, or else only the colour is seen.
+  const redMacros = Array.from(w.node.querySelectorAll("mjx-container")).flatMap((box) => {
+    const named = Array.from(box.querySelectorAll('mtext[mathcolor="red"]')).map((el) => el.textContent);
+    return named.length ? named : box.querySelector('mjx-mtext[style*="color: red"]') ? ["(a red macro name)"] : [];
+  }).slice(0, 5);
   const figures = Array.from(w.node.querySelectorAll(".jp-MarkdownCell figure")).map((f) => ({
     id: f.id, caption: f.querySelector("figcaption") ? f.querySelector("figcaption").textContent.slice(0, 80) : ""}));
   const code = [];
