@@ -17,9 +17,10 @@ Chromium, with every host but 127.0.0.1 unreachable, then
   its caption numbered and labelled below it;
 * checks that the page threw no JavaScript exception and asked nothing from outside 127.0.0.1.
 
-Screenshots land in screenshots/lab__<chapter>.png (after the slider move) and lab__<chapter>_figure.png (the first
-glued figure and its caption) for a person to look at. The first tests need no browser: the round trip of
-.lab/chapters_in_lab.py on every page of the book.
+Then every other notebook page of the book is opened (not run) in the same JupyterLab, and the same rendering checks
+run on it, figures aside. Screenshots land in screenshots/lab__<chapter>.png (after the slider move) and
+lab__<chapter>_figure.png (the first glued figure and its caption) for a person to look at. The first tests need no
+browser: the round trip of .lab/chapters_in_lab.py on every page of the book.
 """
 from __future__ import annotations
 
@@ -136,7 +137,8 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "repo"  # laid out like the checkout: jupytext.toml at the root, the chapter in book/
     (root / "book").mkdir(parents=True)
-    shutil.copy2(book_support.BOOK / CHAPTER, root / "book" / CHAPTER)
+    for page in book_support.BOOK.glob("*.md"):     # every page, for test_every_page_reads_as_in_the_book
+        shutil.copy2(page, root / "book" / page.name)
     shutil.copy2(book_support.REPO / "jupytext.toml", root / "jupytext.toml")
     port, token = _free_port(), secrets.token_hex(16)
     env = {
@@ -376,7 +378,7 @@ def check_rendered(seen: dict, *, figures: int, names: list[str] = (), min_math:
     drawn = [c for c in seen["code"] if c["pngs"]]
     glue_cells = [c for c in seen["code"] if re.search(r"^\s*glue\(", c["source"], re.M)]
     not_shown = [c["source"].strip().splitlines()[-1][:80] for c in glue_cells if not c["shown"]]
-    if not_shown:
+    if figures and not_shown:       # (figures=0: the notebook was not run, nothing to show yet)
         problems.append(f"cells that glue a figure but show none: {not_shown}")
     hidden = [(c["pngs"], c["shown"]) for c in drawn if c["shown"] < c["pngs"]]
     if hidden:
@@ -497,3 +499,67 @@ def test_chapter_runs_renders_and_widget_redraws_in_jupyterlab(lab):
           f"{sum(w['title'] == REFERENCE_WARNING for w in seen['warnings'])} references to other pages as labels; "
           "screenshots "
           f"{shot}, {figure_shot}")
+
+
+# Waits until JupyterLab has started and restored its layout, with the document manager's commands registered.
+LAB_READY_JS = r"""
+(async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const deadline = performance.now() + %(ms)d;
+  while (performance.now() < deadline) {
+    const app = window.jupyterapp;
+    if (app && app.commands.hasCommand("docmanager:open")) { await app.restored; return true; }
+    await sleep(250);
+  }
+  return false;
+})()
+"""
+
+# Opens a page as a notebook without running it; resolves once it is open (its kernel may still be starting).
+OPEN_PAGE_JS = r"""
+(async () => {
+  const app = window.jupyterapp;
+  const w = await app.commands.execute("docmanager:open", {path: %(path)s, factory: "Jupytext Notebook"});
+  await w.context.ready;
+  app.shell.activateById(w.id);
+  return {path: w.context.path, cells: w.content.model.cells.length};
+})()
+"""
+
+# Closes the current page and shuts its kernel down, so that the next page starts from a quiet server.
+CLOSE_PAGE_JS = r"""
+(async () => {
+  const w = window.jupyterapp.shell.currentWidget;
+  await w.sessionContext.ready;
+  await w.sessionContext.shutdown();
+  w.dispose();
+  return true;
+})()
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("page", sorted(p.name for p in book_support.BOOK.glob("*.md")
+                                        if book_support.is_notebook_page(p)))
+def test_every_page_reads_as_in_the_book_in_jupyterlab(lab, page):
+    """Each notebook page of the book, opened (not run) as `make lab` opens it: jupyterlab-myst renders every markdown
+    cell, no directive or role is left as text, KaTeX knows every macro and construct the page uses (the book typesets
+    with MathJax), each {glue:figure} caption is there, numbered and labelled. The figures themselves need the page
+    to run: test_chapter_runs_renders_and_widget_redraws_in_jupyterlab runs chapter 1."""
+    browser, base, token, _ = lab
+    if not browser.evaluate("!!window.jupyterapp"):          # run on its own: JupyterLab is not open yet
+        browser.navigate(f"{base}/lab/tree/book?token={token}", timeout=START_TIMEOUT_S)
+    assert browser.evaluate(LAB_READY_JS % {"ms": START_TIMEOUT_S * 1000}, timeout=START_TIMEOUT_S + 30), \
+        "JupyterLab did not start"
+    opened = browser.evaluate(OPEN_PAGE_JS % {"path": json.dumps(f"book/{page}")}, timeout=START_TIMEOUT_S)
+    try:
+        seen = browser.evaluate(RENDER_JS % {"ms": RENDER_TIMEOUT_S * 1000}, timeout=RENDER_TIMEOUT_S + 60)
+    finally:
+        browser.evaluate(CLOSE_PAGE_JS, timeout=120)
+    text = (book_support.BOOK / page).read_text(encoding="utf-8")
+    names = glued_figure_names(text)
+    assert seen["myst"] == seen["markdown"] > 0, (opened, seen["myst"], seen["markdown"])
+    problems = check_rendered(seen, figures=0, names=names, elsewhere=book_labels(exclude=page),
+                              min_math=1 if "$" in text else 0)
+    assert not problems, f"{page} in JupyterLab does not read as in the book:\n" + "\n".join(problems)
