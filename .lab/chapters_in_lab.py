@@ -19,7 +19,8 @@ the chapters rely on it cannot do from the chapter's text alone:
 
 Saving drops the two added cells and puts each `{glue:figure} NAME` line back, so the `.md` on disk (and its paired
 `.ipynb`) is what it would be without this module; tests/test_lab.py checks both the rendering and the round trip.
-Citations stay unresolved: jupyterlab-myst has no bibliography support and shows each cited key with a warning mark.
+What stays short of the book: jupyterlab-myst has no bibliography (a citation shows its key with a warning mark) and
+sees one notebook at a time (a reference to a label on another page shows the label, a `{doc}` link the file name).
 """
 from __future__ import annotations
 
