@@ -220,6 +220,16 @@ def shared_book_build(run_id: str | None, out_dir: Path = TEST_BOOK_DIR) -> Book
         return build
 
 
+# Sphinx's smart quotes render "x" as “x”, it's as it’s, -- as – and ... as …: a search for a source string in the
+# rendered text reads both through plain_typography.
+_TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "…": "..."})
+
+
+def plain_typography(text: str) -> str:
+    """TEXT with straight quotes, one hyphen for any dash and three dots for an ellipsis."""
+    return re.sub(r"-+", "-", text.translate(_TYPOGRAPHY))
+
+
 def shared_student_build(run_id: str | None, book_dir: Path = TEST_BOOK_DIR,
                          out_dir: Path = STUDENT_DIR) -> subprocess.CompletedProcess:
     """The student edition built from the test book's execution (the route of `make student`), once per test run.

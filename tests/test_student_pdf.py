@@ -43,14 +43,10 @@ def student_pdf(student_build, tmp_path_factory):
     return out, text
 
 
-# Sphinx's smart quotes print "x" as “x”, it's as it’s, -- as – and ... as …: read both sides the same way.
-_TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "…": "..."})
-
-
 def _squeezed(text: str) -> str:
     """Plain quotes and dashes, no whitespace: a line wrapped in the PDF (even inside a word of a code line) and
     Sphinx's typography still match the source."""
-    return re.sub(r"-+", "-", re.sub(r"\s+", "", text.translate(_TYPOGRAPHY)))
+    return book_support.plain_typography(re.sub(r"\s+", "", text))
 
 
 @pytest.mark.slow
