@@ -84,7 +84,8 @@ def test_the_autograder_installs_the_wheel_and_the_locked_libraries(doc, labels)
     nb, _ = otter_assignments.master_notebook(doc, DOCS, labels, hidden_seed=777, wheel="sobirl_lite-9.9-x.whl")
     config = yaml.safe_load(nb.cells[0].source.removeprefix("# ASSIGNMENT CONFIG"))
     assert config["autograder_files"] == ["sobirl_lite-9.9-x.whl"]          # the zip's files/, never the student's
-    assert "files" not in config
+    data = otter_assignments.chapter_data(book_support.read_notebook(REPO / f"{doc}.md"))
+    assert config.get("files") == (["data"] if data else None)     # results the chapter reads: to both
     reqs = config["requirements"]
     assert "./files/sobirl_lite-9.9-x.whl" in reqs
     pins = dict(r.split("==") for r in reqs if "==" in r)

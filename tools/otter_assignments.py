@@ -13,6 +13,8 @@ For each chapter ``NN_name`` this writes, under ``OUT/NN_name/``:
   self-sufficient: it carries a wheel of ``sobirl_lite`` built from this checkout (under ``files/``; the student's
   folder gets none, the notebook installs the package from the book's site) and its ``environment.yml``, from
   which Gradescope's image is built, installs that wheel and the chapter's libraries at the lock's versions;
+* ``dist/student/data/``, for a chapter that reads results committed with the book (chapters 8 and 9): those files,
+  where the notebook's set-up cell looks for them (they are in the autograder zip too);
 * ``rubric.md``: the points, the hand-grading rubric of each written or experiment exercise and its model answer.
 
 Implementation exercises (a code cell tagged ``reference-implementation`` inside the solution) become autograded
@@ -302,6 +304,19 @@ def grading_requirements(book_nb, wheel: str) -> list[str]:
             + [pins[d] for d in dict.fromkeys(libraries)])
 
 
+def book_site() -> str:
+    """The book's address (``html.baseurl`` of _config.yml; empty while unset), as the student edition writes it into
+    the notebooks' set-up cell: from there they install sobirl_lite."""
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    return ((config.get("html") or {}).get("baseurl") or "").strip()
+
+
+def chapter_data(book_nb) -> list[str]:
+    """The committed results the chapter reads (``data/<folder>/...``, relative to book/): the assignment ships them
+    next to the notebook, for the student and for the autograder, so neither has to fetch them from the site."""
+    return launch_links.chapter_data(book_nb)
+
+
 def master_notebook(doc: str, docs: list[str], labels: dict, hidden_seed: int, wheel: str | None = None):
     """(the otter-assign master notebook, the exercises) of one chapter (``doc`` like ``book/01_soft_mdps``).
 
@@ -310,7 +325,7 @@ def master_notebook(doc: str, docs: list[str], labels: dict, hidden_seed: int, w
     book = load_book_support().read_notebook(REPO / f"{doc}.md")
     before, exercises = split_exercises(book)
     head = nbformat.v4.new_notebook(cells=before, metadata=dict(book.metadata))
-    head = standalone_notebook.standalone(student_edition.student_notebook(head), docs, labels=labels)
+    head = standalone_notebook.standalone(student_edition.student_notebook(head), docs, book_site(), labels=labels)
     name = Path(doc).name
     wheel = wheel or launch_links.wheel_name()
     settings = {
@@ -324,6 +339,8 @@ def master_notebook(doc: str, docs: list[str], labels: dict, hidden_seed: int, w
         # notebook's set-up cell does not look for it (it installs from the book's site)
         "autograder_files": [wheel],
     }
+    if chapter_data(book):          # the folder build() copies them into: to the student's folder and the zip
+        settings["files"] = ["data"]
     config = "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(settings, sort_keys=False, width=1000)
     # after the set-up cell (which installs sobirl_lite): otter, and the grader of the public tests
     init = nbformat.v4.new_code_cell(
@@ -365,6 +382,9 @@ def build(doc: str, out: Path, docs: list[str], labels: dict, hidden_seed: int,
             raise AssignmentError(f"no wheel at {wheel}")
         shutil.copy2(wheel, folder / wheel.name)
     nb, exercises = master_notebook(doc, docs, labels, hidden_seed, wheel=wheel.name)
+    for path in chapter_data(load_book_support().read_notebook(REPO / f"{doc}.md")):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / "book" / path, folder / path)
     master = folder / f"{name}.ipynb"
     nbformat.write(nb, master)
     (folder / "rubric.md").write_text(rubric_markdown(name, exercises, labels, hidden_seed), encoding="utf-8")
