@@ -1,9 +1,9 @@
 """The student PDF (`make student-pdf`: tools/student_edition.py --print-pdf, i.e. tools/book_pdf.py on the student
-HTML): one chapter of the student edition that tests/test_student.py builds, printed by headless Chromium.
+HTML): one chapter of the student edition built for the tests, printed by headless Chromium.
 
-Printing every page takes minutes, so this prints chapter 1 (figures, a widget, the exercises with their stubs) through
-the same function as `make student-pdf`, and checks what a student would get: a plausible number of A4 pages, typeset
-math, the implementation stub, and none of the solutions' text. The text check has a control: the exercises'
+Printing every page takes minutes, so this prints chapter 1 (figures, a widget, the exercises with their stubs)
+through the same function as `make student-pdf`, and checks what a student would get: a plausible number of A4 pages,
+typeset math, the implementation stub, and none of the solutions' text. The text check has a control: the exercises'
 statements, taken from the same source with the same extraction, must be found in the PDF, so a check that could not
 see the text at all would fail instead of passing. (Printed from the teacher's build instead, the same check finds
 every one of chapter 1's solution strings.) The student build is conftest.py's, shared with tests/test_student.py.
@@ -32,7 +32,8 @@ def student_pdf(student_build, tmp_path_factory):
     if book_support.find_chromium() is None:
         missing.append("chromium")
     if missing:
-        message = f"{missing} not installed (Debian: apt-get install poppler-utils chromium; `make test` does it as root)"
+        message = (f"{missing} not installed (Debian: apt-get install poppler-utils chromium; `make test` does it "
+                   "as root)")
         if book_support.IN_CI:
             pytest.fail(message)
         pytest.skip(message)
