@@ -275,8 +275,8 @@ def rubric_markdown(chapter: str, exercises: list[Exercise], labels: dict, hidde
 # ----------------------------------------------------------------------------------------------------------------
 # What the autograder installs
 # Where the wheel sits in the zip: otter puts autograder_files under files/, and Gradescope's setup.sh runs mamba on
-# /autograder/source/environment.yml, whose pip section mamba (like conda) installs from the folder of that file;
-# so the requirement is a path relative to it.
+# /autograder/source/environment.yml, and mamba runs pip for its pip section in the folder of that file (libmamba:
+# the working directory is the file's parent); so the requirement is a path relative to it.
 WHEEL_IN_ZIP = "./files/{wheel}"
 
 
