@@ -102,8 +102,9 @@ student-pdf: student browser poppler
 	$(PYTHON) tools/student_edition.py --out _build/student --print-pdf _build/pdf/sobirl-book-student.pdf
 
 # One otter-grader assignment per chapter (tools/otter_assignments.py): student notebook, autograder zip for
-# Gradescope or `otter run` (local, no Docker), rubric. HIDDEN_SEED sets the hidden tests' cases: choose your own.
-# Only the chapters' sources are read; nothing is executed.
+# Gradescope (it carries a wheel of sobirl_lite built here, and installs it) or `otter run` (local, no Docker),
+# rubric. HIDDEN_SEED sets the hidden tests' cases: choose your own. Only the chapters' sources are read; nothing
+# is executed.
 HIDDEN_SEED ?= 20260
 CHAPTERS ?=
 assignments: setup

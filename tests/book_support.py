@@ -30,6 +30,7 @@ BOOK = REPO / "book"
 BUILD = REPO / "_build"
 NBVAL_DIR = BUILD / "nbval"          # jupytext-converted chapters for nbval (git-ignored with _build/)
 TEST_BOOK_DIR = BUILD / "test-book"  # output of the book build run by the tests
+STUDENT_DIR = BUILD / "test-student"  # the student edition made from it (src/, html/)
 SCREENSHOTS = REPO / "screenshots"   # full-page screenshots from the browser test (git-ignored)
 
 # A numbered chapter file, e.g. book/03_hypergradient.md.
@@ -217,6 +218,42 @@ def shared_book_build(run_id: str | None, out_dir: Path = TEST_BOOK_DIR) -> Book
         if run_id is not None:
             marker.write_text(run_id)
         return build
+
+
+# Sphinx's smart quotes render "x" as “x”, it's as it’s, -- as – and ... as …: a search for a source string in the
+# rendered text reads both through plain_typography.
+_TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "…": "..."})
+
+
+def plain_typography(text: str) -> str:
+    """TEXT with straight quotes, one hyphen for any dash and three dots for an ellipsis."""
+    return re.sub(r"-+", "-", text.translate(_TYPOGRAPHY))
+
+
+def shared_student_build(run_id: str | None, book_dir: Path = TEST_BOOK_DIR,
+                         out_dir: Path = STUDENT_DIR) -> subprocess.CompletedProcess:
+    """The student edition built from the test book's execution (the route of `make student`), once per test run.
+
+    As :func:`shared_book_build`: the modules reading it (tests/test_student.py, tests/test_student_pdf.py) may run
+    on different pytest-xdist workers; the first builds under a lock, the others get that build's exit code and log.
+    Returns the build's process (stdout: its log); the HTML is in ``out_dir / "html"``, the sources in
+    ``out_dir / "src"``.
+    """
+    with build_lock(BUILD / "test-student.lock"):
+        marker, saved, log = out_dir / "testrun.txt", out_dir / "build.json", out_dir / "build.log"
+        if run_id is not None and marker.is_file() and marker.read_text() == run_id and saved.is_file():
+            return subprocess.CompletedProcess("student build", json.loads(saved.read_text())["returncode"],
+                                               log.read_text() if log.is_file() else "", "")
+        marker.unlink(missing_ok=True)
+        spec = importlib.util.spec_from_file_location("student_edition", REPO / "tools" / "student_edition.py")
+        student_edition = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(student_edition)  # type: ignore[union-attr]
+        student_edition.write_sources(out_dir / "src", book_dir / "_build" / "jupyter_execute" / "book")
+        proc = student_edition.build_html(out_dir / "src", out_dir / "html", budget="quick", timeout=1200)
+        saved.write_text(json.dumps({"returncode": proc.returncode}))
+        if run_id is not None:
+            marker.write_text(run_id)
+        return proc
 
 
 # ---------------------------------------------------------------------------------------------------------------

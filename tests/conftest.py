@@ -24,6 +24,16 @@ def book_build(request) -> book_support.BookBuild:
     return book_support.shared_book_build(run_id)
 
 
+@pytest.fixture(scope="session")
+def student_build(request, book_build):
+    """(build process, HTML folder) of the student edition made from the test book's execution, as `make student`
+    makes it from `make book`'s; built once per run (book_support.shared_student_build), warnings are errors."""
+    if book_build.returncode != 0:
+        pytest.skip("the book did not build; see test_book_build.py")
+    run_id = getattr(request.config, "workerinput", {}).get("testrunuid")
+    return book_support.shared_student_build(run_id), book_support.STUDENT_DIR / "html"
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium, one per test module (the page tests and the live-widget tests); skips without it (fails

@@ -36,7 +36,7 @@ _spec = importlib.util.spec_from_file_location("student_edition", REPO / "tools"
 student_edition = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(student_edition)  # type: ignore[union-attr]
 
-STUDENT_DIR = book_support.BUILD / "test-student"
+STUDENT_DIR = book_support.STUDENT_DIR
 CHAPTERS = [doc for doc in book_support.notebook_pages() if book_support.CHAPTER_FILE.match(doc.split("/")[-1] + ".md")]
 # Every chapter has an implementation exercise and its checker.
 IMPLEMENTATION_CHAPTERS = CHAPTERS
@@ -199,17 +199,7 @@ def test_stub_keeps_signature_and_docstring_only():
 
 # ---------------------------------------------------------------------------------------------------------------
 # The built student edition (reuses the test build's execution)
-@pytest.fixture(scope="module")
-def student_build(book_build):
-    if book_build.returncode != 0:
-        pytest.skip("the book did not build; see test_book_build.py")
-    executed = book_support.TEST_BOOK_DIR / "_build" / "jupyter_execute" / "book"
-    src = STUDENT_DIR / "src"
-    student_edition.write_sources(src, executed)
-    proc = student_edition.build_html(src, STUDENT_DIR / "html", budget="quick", timeout=1200)
-    return proc, STUDENT_DIR / "html"
-
-
+# (the fixture student_build is conftest.py's: tests/test_student_pdf.py prints the same build)
 @pytest.mark.slow
 def test_student_edition_builds_without_warnings(student_build):
     proc, html = student_build
@@ -230,13 +220,15 @@ def test_no_solution_leaks_into_the_student_build(student_build):
     if proc.returncode != 0:
         pytest.skip("the student edition did not build")
     leaks = secrets()
-    pages = {p: _normalise_html(p.read_text(encoding="utf-8")) for p in html.rglob("*.html")}
-    notebooks = {p: _notebook_text(p) for p in html.rglob("*.ipynb")}
+    # typography as the source's: a solution's "policy's" is "policy’s" on the page
+    pages = {p: book_support.plain_typography(_normalise_html(p.read_text(encoding="utf-8")))
+             for p in html.rglob("*.html")}
+    notebooks = {p: book_support.plain_typography(_notebook_text(p)) for p in html.rglob("*.ipynb")}
     assert len(notebooks) >= len(CHAPTERS)
     everything = {**pages, **notebooks}
     for doc, strings in leaks.items():
         for path, text in everything.items():
-            found = [s for s in strings if s in text]
+            found = [s for s in strings if book_support.plain_typography(s) in text]
             assert not found, f"{path.relative_to(html)}: text of a solution of {doc}: {found[:5]}"
     # and the solution checks the book prints are gone with their cells
     assert not any("agree with sobirl_lite" in text for text in everything.values())

@@ -9,7 +9,12 @@ For each chapter ``NN_name`` this writes, under ``OUT/NN_name/``:
 * ``dist/student/NN_name.ipynb``: the notebook to hand out (no solutions; ``grader.check`` cells for the public
   tests);
 * ``dist/autograder/NN_name-autograder_*.zip``: the autograder for Gradescope or for local grading with
-  ``otter run -a ZIP SUBMISSION.ipynb`` (no Docker needed, it grades in the current environment);
+  ``otter run -a ZIP SUBMISSION.ipynb`` (no Docker needed, it grades in the current environment). It is
+  self-sufficient: it carries a wheel of ``sobirl_lite`` built from this checkout (under ``files/``; the student's
+  folder gets none, the notebook installs the package from the book's site) and its ``environment.yml``, from
+  which Gradescope's image is built, installs that wheel and the chapter's libraries at the lock's versions;
+* ``dist/student/data/``, for a chapter that reads results committed with the book (chapters 8 and 9): those files,
+  where the notebook's set-up cell looks for them (they are in the autograder zip too);
 * ``rubric.md``: the points, the hand-grading rubric of each written or experiment exercise and its model answer.
 
 Implementation exercises (a code cell tagged ``reference-implementation`` inside the solution) become autograded
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tools") not in sys.path:
@@ -42,6 +48,7 @@ import standalone_notebook  # noqa: E402
 import student_edition  # noqa: E402
 from book_pdf import load_book_support  # noqa: E402
 
+launch_links = standalone_notebook.launch_links     # the pins, the wheel's name, the chapter's libraries
 DEFAULT_HIDDEN_SEED = 20260
 OTTER_PIN = "otter-grader==7.0.0"          # as in pyproject.toml (the test extra)
 POINTS = {"public": 1, "hidden": 3, "manual": 3}
@@ -265,17 +272,76 @@ def rubric_markdown(chapter: str, exercises: list[Exercise], labels: dict, hidde
     return "\n".join(out) + "\n"
 
 
-def master_notebook(doc: str, docs: list[str], labels: dict, hidden_seed: int):
-    """(the otter-assign master notebook, the exercises) of one chapter (``doc`` like ``book/01_soft_mdps``)."""
+# ----------------------------------------------------------------------------------------------------------------
+# What the autograder installs
+# Where the wheel sits in the zip: otter puts autograder_files under files/, and Gradescope's setup.sh runs mamba on
+# /autograder/source/environment.yml, and mamba runs pip for its pip section in the folder of that file (libmamba:
+# the working directory is the file's parent); so the requirement is a path relative to it.
+WHEEL_IN_ZIP = "./files/{wheel}"
+
+
+def grading_python() -> str:
+    """The Python of the grading image: the oldest the project supports, the one the lock is resolved for."""
+    spec = launch_links.project()["requires-python"]
+    match = re.fullmatch(r">=\s*(\d+\.\d+)", spec.strip())
+    if match is None:
+        raise AssignmentError(f"requires-python {spec!r} is not of the form '>=X.Y'")
+    return match[1]
+
+
+def grading_requirements(book_nb, wheel: str) -> list[str]:
+    """The pip requirements the autograder adds to otter's own: the wheel of sobirl_lite, then every library the
+    chapter's notebook imports (the autograder runs the whole submission, not only the tests) at the version the
+    book was checked with. The wheel brings its own pins (pyproject.toml), torch among them: from PyTorch's CPU
+    index, which pip prefers there (2.13.0+cpu sorts above 2.13.0) over PyPI's multi-GB CUDA build."""
+    pins = launch_links.pins()
+    libraries = [launch_links.MODULE_DISTRIBUTIONS[m] for m in launch_links.chapter_modules(book_nb)]
+    missing = [d for d in libraries if d not in pins]
+    if missing:
+        raise AssignmentError(f"no pin in pyproject.toml for {missing}: add them so the autograder installs "
+                              "the versions the book is checked with")
+    return ([f"--extra-index-url {launch_links.TORCH_INDEX}", WHEEL_IN_ZIP.format(wheel=wheel)]
+            + [pins[d] for d in dict.fromkeys(libraries)])
+
+
+def book_site() -> str:
+    """The book's address (``html.baseurl`` of _config.yml; empty while unset), as the student edition writes it into
+    the notebooks' set-up cell: from there they install sobirl_lite."""
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    return ((config.get("html") or {}).get("baseurl") or "").strip()
+
+
+def chapter_data(book_nb) -> list[str]:
+    """The committed results the chapter reads (``data/<folder>/...``, relative to book/): the assignment ships them
+    next to the notebook, for the student and for the autograder, so neither has to fetch them from the site."""
+    return launch_links.chapter_data(book_nb)
+
+
+def master_notebook(doc: str, docs: list[str], labels: dict, hidden_seed: int, wheel: str | None = None):
+    """(the otter-assign master notebook, the exercises) of one chapter (``doc`` like ``book/01_soft_mdps``).
+
+    ``wheel`` is the file name of the sobirl_lite wheel that :func:`build` puts next to the master notebook
+    (default: the name setuptools gives it)."""
     book = load_book_support().read_notebook(REPO / f"{doc}.md")
     before, exercises = split_exercises(book)
     head = nbformat.v4.new_notebook(cells=before, metadata=dict(book.metadata))
-    head = standalone_notebook.standalone(student_edition.student_notebook(head), docs, labels=labels)
+    head = standalone_notebook.standalone(student_edition.student_notebook(head), docs, book_site(), labels=labels)
     name = Path(doc).name
-    config = "\n".join([
-        "# ASSIGNMENT CONFIG", f"name: {name}", "run_tests: false", "init_cell: false", "check_all_cell: false",
-        "export_cell: false", "solutions_pdf: false", "template_pdf: false", "save_environment: false",
-        "generate: true", "tests:", "  files: false", "  ok_format: false"])
+    wheel = wheel or launch_links.wheel_name()
+    settings = {
+        "name": name, "run_tests": False, "init_cell": False, "check_all_cell": False, "export_cell": False,
+        "solutions_pdf": False, "template_pdf": False, "save_environment": False, "generate": True,
+        "tests": {"files": False, "ok_format": False},
+        # the grading image: its Python, and what it installs besides otter (see grading_requirements)
+        "python_version": grading_python(),
+        "requirements": grading_requirements(book, wheel),
+        # into the zip only: a file listed under `files` would be copied to the student's folder as well, where the
+        # notebook's set-up cell does not look for it (it installs from the book's site)
+        "autograder_files": [wheel],
+    }
+    if chapter_data(book):          # the folder build() copies them into: to the student's folder and the zip
+        settings["files"] = ["data"]
+    config = "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(settings, sort_keys=False, width=1000)
     # after the set-up cell (which installs sobirl_lite): otter, and the grader of the public tests
     init = nbformat.v4.new_code_cell(
         "# otter-grader runs the public tests of this assignment (the grader.check cells below)\n"
@@ -290,14 +356,35 @@ def master_notebook(doc: str, docs: list[str], labels: dict, hidden_seed: int):
     return nb, exercises
 
 
-def build(doc: str, out: Path, docs: list[str], labels: dict, hidden_seed: int) -> dict[str, Path]:
-    """Write the master notebook and run ``otter assign``; returns the paths of what it made."""
+def build_wheel(dest: Path) -> Path:
+    """The sobirl_lite wheel of this checkout, built into ``dest`` (the book's own build: live_widgets)."""
+    wheel = launch_links.live_widgets.build_wheel(dest)
+    if wheel.name != launch_links.wheel_name():
+        raise AssignmentError(f"the wheel is {wheel.name}, expected {launch_links.wheel_name()}")
+    return wheel
+
+
+def build(doc: str, out: Path, docs: list[str], labels: dict, hidden_seed: int,
+          wheel: Path | None = None) -> dict[str, Path]:
+    """Write the master notebook and run ``otter assign``; returns the paths of what it made.
+
+    ``wheel``: a sobirl_lite wheel already built (by :func:`build_wheel`), to ship in the autograder; without it
+    one is built."""
     name = Path(doc).name
     folder = out / name
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    nb, exercises = master_notebook(doc, docs, labels, hidden_seed)
+    if wheel is None:
+        wheel = build_wheel(folder)
+    else:
+        if not wheel.is_file():
+            raise AssignmentError(f"no wheel at {wheel}")
+        shutil.copy2(wheel, folder / wheel.name)
+    nb, exercises = master_notebook(doc, docs, labels, hidden_seed, wheel=wheel.name)
+    for path in chapter_data(load_book_support().read_notebook(REPO / f"{doc}.md")):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / "book" / path, folder / path)
     master = folder / f"{name}.ipynb"
     nbformat.write(nb, master)
     (folder / "rubric.md").write_text(rubric_markdown(name, exercises, labels, hidden_seed), encoding="utf-8")
@@ -310,8 +397,11 @@ def build(doc: str, out: Path, docs: list[str], labels: dict, hidden_seed: int) 
     zips = sorted((folder / "dist" / "autograder").glob("*.zip"))
     if not zips:
         raise AssignmentError(f"otter assign wrote no autograder zip for {name}")
-    return {"master": master, "student": folder / "dist" / "student" / f"{name}.ipynb",
-            "autograder": zips[-1], "rubric": folder / "rubric.md"}
+    student = folder / "dist" / "student"
+    if any(student.rglob("*.whl")):     # what goes there is handed out as it is: only what students need
+        raise AssignmentError(f"otter assign put the sobirl_lite wheel into {student}")
+    return {"master": master, "student": student / f"{name}.ipynb", "autograder": zips[-1],
+            "rubric": folder / "rubric.md", "wheel": folder / wheel.name}
 
 
 def main(argv=None) -> int:
@@ -328,8 +418,10 @@ def main(argv=None) -> int:
         wanted = {c.strip().zfill(2) for c in args.chapters.split(",")}
         chapters = [d for d in chapters if Path(d).name[:2] in wanted]
     labels = standalone_notebook.book_labels(docs)
+    out = args.out.resolve()
+    wheel = build_wheel(out / "_wheel")              # one build for every chapter
     for k, doc in enumerate(chapters):
-        made = build(doc, args.out.resolve(), docs, labels, args.hidden_seed + 100 * k)
+        made = build(doc, out, docs, labels, args.hidden_seed + 100 * k, wheel=wheel)
         print(f"{Path(doc).name}: student {made['student']}, autograder {made['autograder'].name}, "
               f"rubric {made['rubric'].name}")
     return 0

@@ -315,21 +315,27 @@ def build_html(src: Path, html: Path, budget: str = "full", timeout: float = 360
     return proc
 
 
-def print_pdf(out: Path, pdf: Path) -> int:
-    """Print the student HTML in ``out/html`` to ``pdf`` with tools/book_pdf.py (its pages: the student toc)."""
+def print_pdf(out: Path, pdf: Path, pages: list[str] | None = None) -> int:
+    """Print the student HTML in ``out/html`` to ``pdf`` with tools/book_pdf.py: every page of the student toc, or
+    ``pages`` (some of them: tests/test_student_pdf.py prints one chapter)."""
     import book_pdf
 
     toc = out / "src" / "_toc.yml"
     if not (out / "html").is_dir() or not toc.is_file():
         print(f"student edition: no student build in {out}; run make student first", file=sys.stderr)
         return 1
-    pages = load_book_support().toc_files(toc)
+    student_pages = load_book_support().toc_files(toc)
+    outside = [doc for doc in pages or () if doc not in student_pages]
+    if outside:       # a teacher's page left in out/html by an older build must not reach the students' copy
+        print(f"student edition: {outside} are not pages of the student edition", file=sys.stderr)
+        return 1
+    pages = list(pages) if pages else student_pages
     report = book_pdf.print_book(out / "html", pdf, pages=pages)
     bad = sorted(doc for doc, r in report.items() if r["errors"] or r["widgetsDrawn"] < r["widgets"])
     if bad:
         print(f"student edition: math errors or undrawn widgets on {bad}", file=sys.stderr)
         return 1
-    print(f"student edition: wrote {pdf} ({len(pages)} pages of the student toc)")
+    print(f"student edition: wrote {pdf} ({len(pages)} documents of the student toc)")
     return 0
 
 
