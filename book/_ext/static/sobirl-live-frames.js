@@ -72,6 +72,29 @@
     info.updates.push({ seconds: (performance.now() - t0) / 1000 });
   }
 
+  // The page's own widget manager draws the static frame in an area it inserts just before the view's script, when
+  // the page has loaded. Wait for that area (at most 15 s), so that the working view takes its place, not the reverse.
+  function staticArea(script) {
+    const there = () => {
+      const a = script.previousElementSibling;
+      return !!a && a.classList.contains("widget-subarea") && !a.classList.contains("sobirl-live-area");
+    };
+    if (there()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const watch = new MutationObserver(() => {
+        if (there()) {
+          watch.disconnect();
+          resolve();
+        }
+      });
+      watch.observe(script.parentElement, { childList: true });
+      setTimeout(() => {
+        watch.disconnect();
+        resolve();
+      }, 15000);
+    });
+  }
+
   window.require(["@jupyter-widgets/html-manager"], (hm) => {
     (async () => {
       const manager = new hm.HTMLManager();
@@ -79,11 +102,17 @@
       if (!saveData) load().catch(() => null);  // ahead of the first move (errors show at that move)
       for (let w = 0; w < scripts.length; w++) {
         const root = await manager.get_model(JSON.parse(scripts[w].textContent).model_id);
+        // Drawn out of sight first, then swapped for the static frame in one step: the page never shows both,
+        // nor an empty box in between.
         const holder = document.createElement("div");
-        holder.className = "widget-subarea sobirl-live-area";
-        scripts[w].parentElement.classList.add("sobirl-frames-on");  // hides the static frame (sobirl-live.css)
-        scripts[w].parentElement.insertBefore(holder, scripts[w]);
+        holder.className = "widget-subarea sobirl-live-area sobirl-frames-pending";
+        const parent = scripts[w].parentElement;
+        parent.insertBefore(holder, parent.firstChild);
         await manager.display_view(await manager.create_view(root), holder);
+        await staticArea(scripts[w]);
+        parent.insertBefore(holder, scripts[w]);
+        holder.classList.remove("sobirl-frames-pending");
+        parent.classList.add("sobirl-frames-on");  // hides the static frame (sobirl-live.css)
         for (const slider of sliders(root)) {
           slider.on("change:value", () => show(w, root).catch((err) => { info.error = String(err); }));
         }
