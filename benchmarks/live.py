@@ -135,7 +135,7 @@ def measure_page(binary, base, docname, moves, timeout, chrome=None) -> dict:
                 chrome.close()
 
 
-def measure_later(binary, base, pages, timeout) -> list[dict]:
+def measure_later(binary, base, pages, timeout, label="") -> list[dict]:
     """Opt in on the first page, then open each page in the same profile and press at once (see the docstring)."""
     out = []
     with tempfile.TemporaryDirectory(prefix="sobirl-live-bench-later-") as profile:
@@ -146,18 +146,22 @@ def measure_later(binary, base, pages, timeout) -> list[dict]:
             chrome.navigate(f"{base}/{pages[0]}.html", timeout=180)
             live_test.watch_workers(chrome)
             first_frame(chrome, handled, timeout)
-            kept = live_test.wait_for(chrome, "['done', 'failed'].includes(window.sobirlLive.cache.prefetch) && "
-                                              "window.sobirlLive.cache.prefetch", timeout, handled)
-            print(f"opted in on {pages[0]}; Service Worker cache: {kept}", flush=True)
+            # A book without the Service Worker (a --baseline) has only the browser's HTTP cache for later pages.
+            cached = chrome.evaluate("!!window.sobirlLive.cache")
+            kept = cached and live_test.wait_for(chrome, "['done', 'failed'].includes(window.sobirlLive.cache.prefetch) "
+                                                         "&& window.sobirlLive.cache.prefetch", timeout, handled)
+            print(f"{label}: opted in on {pages[0]}; Service Worker cache: {kept or 'none (HTTP cache only)'}",
+                  flush=True)
             for docname in pages:
                 chrome.navigate(f"{base}/{docname}.html", timeout=180)
                 t0 = time.monotonic()
-                live_test.wait_for(chrome, "window.sobirlLive.state === 'warming'", 60, handled, poll=0.05)
+                if cached:
+                    live_test.wait_for(chrome, "window.sobirlLive.state === 'warming'", 60, handled, poll=0.05)
                 first = first_frame(chrome, handled, timeout)
                 info = json.loads(chrome.evaluate("JSON.stringify(window.sobirlLive)"))
                 out.append({"page": docname, "first": first, "background": info.get("bootedSeconds"),
                             "from_load": time.monotonic() - t0})
-                print(f"{docname} later page: first live frame {first['seconds']:.1f} s after a press at load "
+                print(f"{docname} {label} later page: first live frame {first['seconds']:.1f} s after a press at load "
                       f"({time.monotonic() - t0:.1f} s from load; background start {info.get('bootedSeconds') or 0:.1f} s"
                       f" of it)", flush=True)
         finally:
@@ -219,8 +223,8 @@ def main(argv=None) -> int:
                 report(r, label)
         if args.later:
             runtime_pages = [p for p in pages if p not in live_test.INSTANT_PAGES]
-            if runtime_pages:
-                measure_later(binary, bases["this build" if args.baseline else ""], runtime_pages, args.timeout)
+            for label, _path in sites if runtime_pages else []:
+                measure_later(binary, bases[label], runtime_pages, args.timeout, label)
     print("load average after: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     return 0 if len(results) == len(pages) * len(sites) else 1
 
