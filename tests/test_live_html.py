@@ -15,7 +15,13 @@ Pyodide in a Web Worker from the files shipped with the book and runs the page's
 
 Two more tests: a start whose worker script fails to load (refused through DevTools ``Fetch``) is reported and can be
 retried with the button; at 390 CSS px (a phone) the live figure is drawn for the column, its panels stacked, with no
-empty gap below. No test asserts a time: ``benchmarks/live.py`` measures them.
+empty gap below.
+
+Issue 23: the intro moves on frames precomputed at build time, with no worker and no runtime request, and the frame
+shown equals the page's code run here for that slider position; after an opt-in on one page, a second page starts
+from the Service Worker's cache (no runtime request reaches the server) and goes live with the server stopped; under
+data-saver nothing is prefetched or started ahead of a press. No test asserts a time: ``benchmarks/live.py``
+measures them.
 
 A screenshot of each page after the slider move goes to screenshots/live-<page>.png. Timings (time to the first live
 frame, seconds per update) are printed. Without Chromium the test skips (fails under CI), like tests/test_browser.py.
