@@ -417,8 +417,12 @@ def first_visit_download(wheel: Path | None = None) -> tuple[int, int]:
 def cache_version(wheel: Path) -> str:
     """A name for the Service Worker's cache that changes whenever anything it holds may change: the vendored
     runtime (its manifest), the package wheel, the worker, the bridge and the Service Worker itself. The cache is
-    read before the network, so a stale name would serve old files."""
-    digest = hashlib.sha256(MANIFEST.read_bytes() + wheel.read_bytes())
+    read before the network, so a stale name would serve old files. The wheel counts by the contents of its files,
+    not its bytes, which carry the build's timestamps: an unchanged package keeps the readers' cache."""
+    digest = hashlib.sha256(MANIFEST.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        for name in sorted(zf.namelist()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(zf.read(name)).digest())
     for name in (WORKER_JS, BRIDGE_PY, SW_JS):
         digest.update((STATIC_DIR / name).read_bytes())
     return digest.hexdigest()[:16]
