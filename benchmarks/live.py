@@ -106,13 +106,11 @@ def instant_moves(chrome, handled, docname, moves, timeout) -> dict:
     return result
 
 
-def measure_page(binary, base, docname, moves, timeout, chrome=None) -> dict:
+def measure_page(binary, base, docname, moves, timeout) -> dict:
     with tempfile.TemporaryDirectory(prefix="sobirl-live-bench-") as profile:
-        own = chrome is None
-        chrome = chrome or book_support.Chromium(binary, Path(profile))
+        chrome = book_support.Chromium(binary, Path(profile))
         try:
-            if own:
-                chrome.open_tab()
+            chrome.open_tab()
             handled: set[str] = set()
             chrome.navigate(f"{base}/{docname}.html", timeout=180)
             live_test.watch_workers(chrome)
@@ -132,8 +130,7 @@ def measure_page(binary, base, docname, moves, timeout, chrome=None) -> dict:
             result["updates"] = chrome.evaluate("window.sobirlLive.updates")
             return result
         finally:
-            if own:
-                chrome.close()
+            chrome.close()
 
 
 def later_page(chrome, handled, base, docname, when, cached, timeout) -> dict:
