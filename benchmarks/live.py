@@ -10,8 +10,14 @@ every other host unreachable. For each page with a widget it presses "Make this 
 * a burst: three moves of different sliders 150 ms apart, timed to the final figure (superseded work is dropped, so
   this should cost about one move), where the widget has more than one slider.
 
-Every page is opened in a fresh browser profile (a first visit: nothing cached). The budget is the one the book was
-built with (``make book``: full; the test build: quick); say which when quoting the numbers.
+Every page is opened in a fresh browser profile (a first visit: nothing cached). A page whose slider settings are all
+precomputed (the intro; ``book/_ext/live_frames.py``) has no button: for it the moves are timed without a runtime.
+With ``--later``, the pages are also measured as later pages: in one profile, after opting in on the first page (its
+runtime then kept by the Service Worker), each page is opened and pressed as soon as it has loaded (while Python is
+still starting in the background), then opened again and pressed once that start has finished (a reader who reads
+before pressing); the time from the press to the first live frame is printed, with the time the background start
+took. The budget is the one the book was built with (``make book``: full; the test build: quick);
+say which when quoting the numbers.
 
 Run: ``python benchmarks/live.py --html _build/html`` (the output of ``make book``), or ``--html
 _build/test-book/_build/html`` for the quick-budget test build; ``--pages intro,01_soft_mdps`` for a subset.
@@ -86,6 +92,20 @@ def burst(chrome, handled, w, n_sliders, timeout) -> float | None:
     return time.monotonic() - t0
 
 
+def instant_moves(chrome, handled, docname, moves, timeout) -> dict:
+    """A page of precomputed frames: no press, no runtime; the moves of each widget's first slider."""
+    live_test.wait_for(chrome, "window.sobirlLive.state === 'instant'", 60, handled)
+    spec = json.loads(chrome.evaluate("document.getElementById('sobirl-live-spec').textContent"))
+    result = {"page": docname, "budget": spec["frames"]["budget"], "first": None, "widgets": [],
+              "frames": spec["frames"]}
+    n_views = chrome.evaluate("document.querySelectorAll('.sobirl-live-area').length")
+    for w in range(n_views):
+        times = [move_and_wait(chrome, handled, w, 0, 0.12 * (1 if k % 2 == 0 else -1), timeout)
+                 for k in range(moves)]
+        result["widgets"].append({"moves": times, "burst": None})
+    return result
+
+
 def measure_page(binary, base, docname, moves, timeout) -> dict:
     with tempfile.TemporaryDirectory(prefix="sobirl-live-bench-") as profile:
         chrome = book_support.Chromium(binary, Path(profile))
@@ -96,8 +116,10 @@ def measure_page(binary, base, docname, moves, timeout) -> dict:
             live_test.watch_workers(chrome)
             live_test.wait_for(chrome, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
                                60, handled)
-            budget = chrome.evaluate("JSON.parse(document.getElementById('sobirl-live-spec').textContent).budget")
-            result = {"page": docname, "budget": budget, "first": first_frame(chrome, handled, timeout),
+            spec = json.loads(chrome.evaluate("document.getElementById('sobirl-live-spec').textContent"))
+            if "frames" in spec:
+                return instant_moves(chrome, handled, docname, moves, timeout)
+            result = {"page": docname, "budget": spec["budget"], "first": first_frame(chrome, handled, timeout),
                       "widgets": []}
             n_views = chrome.evaluate("document.querySelectorAll('.sobirl-live-area').length")
             for w in range(n_views):
@@ -111,7 +133,58 @@ def measure_page(binary, base, docname, moves, timeout) -> dict:
             chrome.close()
 
 
+def later_page(chrome, handled, base, docname, when, cached, timeout) -> dict:
+    """Open DOCNAME and press at load, or once Python has started in the background (a reader who reads first)."""
+    chrome.navigate(f"{base}/{docname}.html", timeout=180)
+    t0 = time.monotonic()
+    if cached:
+        live_test.wait_for(chrome, "window.sobirlLive.state === 'warming'", 60, handled, poll=0.05)
+    if when == "once started":
+        live_test.wait_for(chrome, "window.sobirlLive.bootedSeconds != null", timeout, handled, poll=0.05)
+    first = first_frame(chrome, handled, timeout)
+    info = json.loads(chrome.evaluate("JSON.stringify(window.sobirlLive)"))
+    return {"page": docname, "when": when, "seconds": first["seconds"], "phases": first["phases"],
+            "background": info.get("bootedSeconds"), "from_load": time.monotonic() - t0}
+
+
+def measure_later(binary, base, pages, timeout, label="") -> list[dict]:
+    """Opt in on the first page, then open each page in the same profile and press at once (see the docstring)."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="sobirl-live-bench-later-") as profile:
+        chrome = book_support.Chromium(binary, Path(profile))
+        try:
+            chrome.open_tab()
+            handled: set[str] = set()
+            chrome.navigate(f"{base}/{pages[0]}.html", timeout=180)
+            live_test.watch_workers(chrome)
+            first_frame(chrome, handled, timeout)
+            # A book without the Service Worker (a --baseline) has only the browser's HTTP cache for later pages.
+            cached = chrome.evaluate("!!window.sobirlLive.cache")
+            kept = cached and live_test.wait_for(chrome, "['done', 'failed'].includes(window.sobirlLive.cache.prefetch) "
+                                                         "&& window.sobirlLive.cache.prefetch", timeout, handled)
+            print(f"{label}: opted in on {pages[0]}; Service Worker cache: {kept or 'none (HTTP cache only)'}",
+                  flush=True)
+            for docname in pages:
+                for when in ("at load", "once started"):
+                    if when == "once started" and not cached:
+                        continue  # without a start in the background, a later press is the same as one at load
+                    out.append(later_page(chrome, handled, base, docname, when, cached, timeout))
+                    r = out[-1]
+                    print(f"{docname} {label} later page, press {when}: first live frame {r['seconds']:.1f} s after "
+                          f"the press ({r['from_load']:.1f} s from load; background start "
+                          f"{r['background'] or 0:.1f} s)", flush=True)
+        finally:
+            chrome.close()
+    return out
+
+
 def report(r: dict, label: str) -> None:
+    if r["first"] is None:
+        for i, w in enumerate(r["widgets"]):
+            print(f"{r['page']} {label}: instant ({r['frames']['count']} precomputed frames, "
+                  f"{r['frames']['bytes'] / 1e3:.0f} kB); widget {i}: move median {statistics.median(w['moves']):.2f} s "
+                  f"(range {min(w['moves']):.2f}-{max(w['moves']):.2f}, {len(w['moves'])} moves)", flush=True)
+        return
     f = r["first"]
     phases = ", ".join(f"{p['name']['step']} {p['seconds']:.1f}" for p in f["phases"])
     rest = f["seconds"] - f["boot"]
@@ -133,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another built book (e.g. an older version) measured page by page alternately with "
                              "--html, so that both see the same machine load")
+    parser.add_argument("--later", action="store_true",
+                        help="also measure later pages (opted in on the first page; runtime from the Service Worker)")
     args = parser.parse_args(argv)
     if not (args.html / "index.html").is_file():
         parser.error(f"{args.html} holds no built book (run make book)")
@@ -155,6 +230,10 @@ def main(argv=None) -> int:
                     continue
                 results.append(r)
                 report(r, label)
+        if args.later:
+            runtime_pages = [p for p in pages if p not in live_test.INSTANT_PAGES]
+            for label, _path in sites if runtime_pages else []:
+                measure_later(binary, bases[label], runtime_pages, args.timeout, label)
     print("load average after: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     return 0 if len(results) == len(pages) * len(sites) else 1
 

@@ -296,16 +296,23 @@ def page_script(template: str) -> str:
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
+    seen: list | None = None  # when a list: every request path is appended to it
 
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
         pass
 
+    def send_head(self):
+        if self.seen is not None:
+            self.seen.append(self.path)
+        return super().send_head()
+
 
 @contextlib.contextmanager
-def serve_directory(directory: Path):
+def serve_directory(directory: Path, seen: list | None = None):
     """Serve DIRECTORY on 127.0.0.1 (a free port, .wasm with its MIME type for Pyodide); yields the base URL.
-    Start it after Chromium, so that the browser is forked before this thread exists."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+    SEEN, when given, collects the path of every request that reached the server. Start it after Chromium, so that
+    the browser is forked before this thread exists."""
+    handler = functools.partial(type("_Handler", (_QuietHandler,), {"seen": seen}), directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -15,7 +15,13 @@ Pyodide in a Web Worker from the files shipped with the book and runs the page's
 
 Two more tests: a start whose worker script fails to load (refused through DevTools ``Fetch``) is reported and can be
 retried with the button; at 390 CSS px (a phone) the live figure is drawn for the column, its panels stacked, with no
-empty gap below. No test asserts a time: ``benchmarks/live.py`` measures them.
+empty gap below.
+
+Issue 23: the intro moves on frames precomputed at build time, with no worker and no runtime request, and the frame
+shown equals the page's code run here for that slider position; after an opt-in on one page, a second page starts
+from the Service Worker's cache (no runtime request reaches the server) and goes live with the server stopped; under
+data-saver nothing is prefetched or started ahead of a press. No test asserts a time: ``benchmarks/live.py``
+measures them.
 
 A screenshot of each page after the slider move goes to screenshots/live-<page>.png. Timings (time to the first live
 frame, seconds per update) are printed. Without Chromium the test skips (fails under CI), like tests/test_browser.py.
@@ -49,6 +55,13 @@ def live_pages() -> list[str]:
 
 
 PAGES = live_pages()
+# Pages whose every slider setting is precomputed at build time (book/_ext/live_frames.py): their moves need no
+# runtime, so they have no live button. The others start Pyodide.
+INSTANT_PAGES = ["book/intro"]
+RUNTIME_PAGES = [p for p in PAGES if p not in INSTANT_PAGES]
+# Paths (relative to the site) of what a live start downloads: never asked of the server once cached.
+RUNTIME_PATHS = ("/_static/sobirl-live/", "/_static/wheels/", "/_static/sobirl-live-worker.js",
+                 "/_static/sobirl_live_bridge.py")
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +104,11 @@ def release_workers(chrome: book_support.Chromium, handled: set[str]) -> None:
         page_session = chrome.session
         chrome.session = session
         try:
+            if event["params"]["targetInfo"]["type"] == "service_worker":
+                # The Service Worker of the live pages (it only fetches from the book's own server): let it run; a
+                # paused one does not answer Network.enable.
+                chrome.send("Runtime.runIfWaitingForDebugger")
+                continue
             chrome.send("Network.enable")
             chrome.send("Runtime.enable")
             chrome.send("Runtime.runIfWaitingForDebugger")
@@ -164,7 +182,7 @@ def drag(chrome, x: float, y: float, dx: float) -> None:
                                                   "buttons": buttons, "clickCount": 1})
 
 
-@pytest.mark.parametrize("docname", PAGES)
+@pytest.mark.parametrize("docname", RUNTIME_PAGES)
 def test_widgets_come_alive_offline(docname, browser, site):
     base, _root = site
     handled: set[str] = set()
@@ -271,12 +289,25 @@ def press_and_wait(chrome, handled, timeout=BOOT_TIMEOUT_S):
                     timeout, handled)
 
 
+FORGET_OPT_IN_JS = r"""
+(async () => {
+  localStorage.removeItem('sobirl-live-opted-in');
+  for (const reg of await navigator.serviceWorker.getRegistrations()) await reg.unregister();
+  for (const name of await caches.keys()) await caches.delete(name);
+  return true;
+})()
+"""
+
+
 def test_a_failed_start_can_be_retried(browser, site):
     """The worker script fails to load (DevTools refuses it): the page says so, keeps the static frame and offers
     "Try again"; once the file can be loaded, pressing it makes the page live."""
     base, _root = site
     handled: set[str] = set()
-    browser.navigate(f"{base}/book/intro.html", timeout=180)
+    # A reader who never opted in (the page tests before did): no start in the background, no Service Worker.
+    browser.navigate(f"{base}/book/02_contraction.html", timeout=180)
+    browser.evaluate(FORGET_OPT_IN_JS)
+    browser.navigate(f"{base}/book/02_contraction.html", timeout=180)
     watch_workers(browser)
     browser.send("Fetch.enable", {"patterns": [{"urlPattern": "*sobirl-live-worker.js*"}]})
     try:
@@ -338,3 +369,182 @@ def test_live_figure_is_readable_on_a_phone(browser, site):
         assert fig["shown"] >= 0.9 * fig["natural"], f"the live figure is shrunk, not drawn for the column: {fig}"
         assert fig["naturalH"] > fig["natural"], f"the side-by-side panels were not stacked: {fig}"
         assert fig["gap"] < 30, f"empty space below the live figure: {fig}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Precomputed frames and the Service Worker cache (issue 23, items 1 and 2)
+def _frames_module():
+    _live_module()
+    import sys
+
+    return sys.modules["live_frames"]
+
+
+def _png_pixels(png: bytes):
+    import io
+
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(png), format="png")
+
+
+def _worker_targets(chrome) -> set[tuple[str, str]]:
+    """(id, url) of every Web or Service Worker the browser runs."""
+    targets = chrome.send("Target.getTargets", session=False)["targetInfos"]
+    return {(t["targetId"], t["url"]) for t in targets if t["type"] in ("worker", "service_worker")}
+
+
+@pytest.mark.parametrize("docname", INSTANT_PAGES)
+def test_instant_page_moves_without_a_runtime(docname, browser, site):
+    """Each slider move swaps in a frame computed at build time: no Web Worker, no request for the runtime, and the
+    frame shown is the one the page's code draws for that slider setting, recomputed here in Python."""
+    import base64
+
+    import numpy as np
+
+    base, root = site
+    handled: set[str] = set()
+    # Workers of earlier pages may live on in the back-forward cache: only new ones count.
+    workers_before = _worker_targets(browser)
+    browser.navigate(f"{base}/{docname}.html", timeout=180)
+    watch_workers(browser)
+    state = wait_for(browser, "window.sobirlLive && ['instant', 'failed'].includes(window.sobirlLive.state) "
+                              "&& window.sobirlLive.state", STATIC_WAIT_S, handled)
+    assert state == "instant", browser.evaluate("JSON.stringify(window.sobirlLive || null)")
+    assert browser.evaluate("document.querySelectorAll('.sobirl-live-button').length") == 0
+    spec = json.loads(browser.evaluate("document.getElementById('sobirl-live-spec').textContent"))
+    n_views = browser.evaluate("document.querySelectorAll('.sobirl-live-area').length")
+    assert n_views == browser.evaluate(
+        "document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length")
+    for w in range(n_views):
+        for fraction in (1 / 3, 1 / 6):  # two moves: the second from an on-grid value
+            before = browser.evaluate(FIGURES_JS)[w]
+            handle = browser.evaluate(HANDLE_JS % {"w": w, "i": 0})
+            span = handle["right"] - handle["left"]
+            drag(browser, handle["x"], handle["y"], fraction * span * (1 if handle["x"] < handle["left"] + span / 2
+                                                                       else -1))
+            changed = wait_for(browser, f"(() => {{ const f = {FIGURES_JS.strip()}; "
+                                        f"return f[{w}] !== {json.dumps(before)} && f[{w}] !== ''; }})()", 30, handled)
+            assert changed, f"{docname}: widget {w}'s figure did not change: {browser.evaluate('JSON.stringify(window.sobirlLive)')}"
+    info = json.loads(browser.evaluate("JSON.stringify(window.sobirlLive)"))
+    assert info["error"] is None and info["swaps"] >= 2 * n_views, info
+
+    # The frame on the page equals the page's code run now for the slider position the page reports.
+    shown = info["shown"][0]
+    key = tuple(int(k) for k in shown["key"].split(","))
+    src = browser.evaluate("document.querySelector('.sobirl-live-area .widget-output img').src")
+    cells = _live_module().notebook_live_cells(json.loads(
+        (root.parent / "jupyter_execute" / f"{docname}.ipynb").read_text(encoding="utf-8")))
+    frames = _frames_module()
+    expected = frames.precompute(cells, spec["frames"]["budget"], only={0: [key]})["widgets"][0]
+    for control, value in zip(expected["controls"], shown["values"]):
+        assert value == pytest.approx(frames.grid_value(control, key[0]), rel=1e-9), (control, shown)
+    (outputs,) = expected["frames"][shown["key"]].values()
+    want = base64.b64decode(outputs[-1]["data"]["image/png"])
+    got = base64.b64decode(src.split(",", 1)[1])
+    assert np.array_equal(_png_pixels(got), _png_pixels(want)), (
+        f"{docname}: the frame shown for {shown} is not the one the page's code draws for that setting")
+
+    workers = _worker_targets(browser) - workers_before
+    assert not workers, f"{docname}: a worker was started: {workers}"
+    runtime = [u for u in browser.requests() if any(p in urllib.parse.urlsplit(u).path for p in RUNTIME_PATHS)]
+    assert not runtime, f"{docname}: the runtime was requested: {runtime}"
+    assert not browser.failed_loads(base), browser.failed_loads(base)
+    assert not browser.exceptions(), browser.exceptions()
+    print(f"\n{docname}: {spec['frames']['count']} frames, {spec['frames']['bytes'] / 1e3:.0f} kB; swaps took "
+          f"{[round(u['seconds'] * 1000) for u in info['updates']]} ms")
+
+
+CACHED_URLS_JS = r"""
+(async () => {
+  const out = [];
+  for (const name of await caches.keys()) {
+    if (!name.startsWith('sobirl-live-')) continue;
+    const cache = await caches.open(name);
+    out.push(...(await cache.keys()).map((r) => r.url));
+  }
+  return out;
+})()
+"""
+
+
+def test_later_pages_start_from_the_service_worker_cache(book_build, tmp_path):
+    """After the reader opts in on one page, a second page starts Python in the background from the Service Worker's
+    cache: no request for the runtime reaches the server, and with the server stopped the page still goes live."""
+    if not book_build.ok:
+        pytest.skip("the book did not build cleanly; see tests/test_book_build.py")
+    if not _live_module().runtime_present():
+        pytest.skip("vendor/live/ has no Pyodide runtime")
+    chrome = book_support.Chromium(book_support.require_chromium("cannot check the live pages"), tmp_path / "profile")
+    seen: list[str] = []
+    server = book_support.serve_directory(book_build.html, seen)
+    try:
+        chrome.open_tab()
+        watch_workers(chrome)
+        handled: set[str] = set()
+        base = server.__enter__()
+        chrome.navigate(f"{base}/book/02_contraction.html", timeout=180)
+        cache = chrome.evaluate("window.sobirlLive.cache")
+        assert cache and not cache["optedIn"] and cache["serviceWorker"] == "none", cache
+        assert press_and_wait(chrome, handled) == "live", chrome.evaluate("JSON.stringify(window.sobirlLive)")[-2000:]
+        kept = wait_for(chrome, "['done', 'failed'].includes(window.sobirlLive.cache.prefetch) && "
+                                "window.sobirlLive.cache.prefetch", BOOT_TIMEOUT_S, handled)
+        assert kept == "done", chrome.evaluate("JSON.stringify(window.sobirlLive.cache)")
+        cached = chrome.evaluate(CACHED_URLS_JS)
+        for name in ("pyodide.asm.wasm", "python_stdlib.zip", "sobirl-live-worker.js", "sobirl_live_bridge.py"):
+            assert any(u.endswith(name) for u in cached), f"{name} not in the Service Worker's cache: {cached}"
+        assert any("/_static/wheels/sobirl_lite-" in u for u in cached), cached
+
+        assert any(p.startswith("/_static/sobirl-live/") for p in seen), "the first page did not fetch the runtime?"
+        del seen[:]
+        chrome.navigate(f"{base}/book/01_soft_mdps.html", timeout=180)
+        warming = wait_for(chrome, "['warming', 'failed'].includes(window.sobirlLive.state) && window.sobirlLive.state",
+                           60, handled)
+        assert warming == "warming", chrome.evaluate("JSON.stringify(window.sobirlLive)")[-2000:]
+        server.__exit__(None, None, None)  # offline from here on
+        server = None
+        assert press_and_wait(chrome, handled) == "live", chrome.evaluate("JSON.stringify(window.sobirlLive)")[-2000:]
+        runtime = [p for p in seen if any(p.startswith(r) for r in RUNTIME_PATHS)]
+        assert not runtime, f"runtime files were fetched from the server on the second page: {runtime}"
+        served = [e["params"]["response"] for e in chrome.events if e.get("method") == "Network.responseReceived"
+                  and e.get("sessionId") in handled]
+        from_sw = [r["url"] for r in served if r.get("fromServiceWorker")]
+        assert any(u.endswith("pyodide.asm.wasm") for u in from_sw), [r["url"] for r in served]
+        info = json.loads(chrome.evaluate("JSON.stringify(window.sobirlLive)"))
+        print(f"\nsecond page from the cache, offline: first live frame {info['firstFrameSeconds']:.1f} s after the "
+              f"press (Python started in the background; boot {info['bootedSeconds']:.1f} s)")
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+        chrome.close()
+
+
+def test_data_saver_fetches_nothing_ahead(book_build, tmp_path):
+    """With data-saver on, opting in prefetches nothing into the Service Worker's cache and a later page does not
+    start Python in the background (it waits for a press)."""
+    if not book_build.ok:
+        pytest.skip("the book did not build cleanly; see tests/test_book_build.py")
+    if not _live_module().runtime_present():
+        pytest.skip("vendor/live/ has no Pyodide runtime")
+    chrome = book_support.Chromium(book_support.require_chromium("cannot check the live pages"), tmp_path / "profile")
+    try:
+        chrome.open_tab()
+        watch_workers(chrome)
+        chrome.send("Page.addScriptToEvaluateOnNewDocument", {"source": (
+            "Object.defineProperty(navigator, 'connection', {value: {saveData: true}, configurable: true});")})
+        handled: set[str] = set()
+        with book_support.serve_directory(book_build.html) as base:
+            chrome.navigate(f"{base}/book/02_contraction.html", timeout=180)
+            assert press_and_wait(chrome, handled) == "live"
+            cache = chrome.evaluate("window.sobirlLive.cache")
+            assert cache["saveData"] and cache["optedIn"] and cache["prefetch"] == "none", cache
+            chrome.navigate(f"{base}/book/01_soft_mdps.html", timeout=180)
+            wait_for(chrome, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
+                     STATIC_WAIT_S, handled)
+            later = json.loads(chrome.evaluate("JSON.stringify(window.sobirlLive)"))
+            assert later["state"] == "static" and later["starts"] == 0 and later["cache"]["optedIn"], later
+            workers = [e for e in chrome.events if e.get("method") == "Target.attachedToTarget"
+                       and e["params"]["targetInfo"]["type"] == "worker"]
+            assert not workers, "a Web Worker was started without a press under data-saver"
+    finally:
+        chrome.close()

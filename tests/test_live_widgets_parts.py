@@ -255,3 +255,56 @@ def test_font_list_restamped(tmp_path):
     data = json.loads((tmp_path / "fontlist.json").read_text())
     assert data["_version"] == 330 and data["ttflist"] == [{"fname": "fonts/a.ttf"}]
     assert ns["use_shipped_font_list"](tmp_path) == "font list already current"
+
+
+# Precomputed frames (book/_ext/live_frames.py): a page whose sliders have few settings moves without a runtime.
+FRAMES_PAGE = '''
+import matplotlib.pyplot as plt
+import ipywidgets as widgets
+def show(t):
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.bar(range(3), [t, 1, 2])
+    plt.show()
+w = widgets.interactive(show, t=widgets.FloatLogSlider(value=0.5, base=10, min=-1, max=0, step=0.5))
+w'''
+
+
+def _frames():
+    _live()
+    return sys.modules["live_frames"]
+
+
+def test_precomputed_frames_cover_every_slider_setting():
+    frames = _frames()
+    out = frames.precompute([{"source": FRAMES_PAGE, "widget": True}], "quick")
+    (w,) = out["widgets"]
+    assert [(c["path"], c["kind"], c["count"]) for c in w["controls"]] == [([0], "log", 3)]
+    assert w["outputs"] == [[1]] and sorted(w["frames"]) == ["0", "1", "2"]
+    pngs = [w["frames"][k]["1"][-1]["data"]["image/png"] for k in ("0", "1", "2")]
+    assert len(set(pngs)) == 3, "each setting must have its own figure"
+    assert frames.grid_value(w["controls"][0], 1) == pytest.approx(10 ** -0.5)
+    # one frame on request (what the browser test recomputes) is the same figure
+    one = frames.precompute([{"source": FRAMES_PAGE, "widget": True}], "quick", only={0: [(2,)]})
+    assert one["widgets"][0]["frames"]["2"]["1"][-1]["data"]["image/png"] == pngs[2]
+    # a control whose values cannot be listed leaves the page to the runtime
+    dropdown = FRAMES_PAGE.replace("t=widgets.FloatLogSlider(value=0.5, base=10, min=-1, max=0, step=0.5)",
+                                   "t=widgets.Dropdown(options=[0.1, 1.0])")
+    assert frames.precompute([{"source": dropdown, "widget": True}], "quick") is None
+
+
+def test_saved_state_says_which_pages_can_be_precomputed():
+    frames = _frames()
+
+    def notebook(models):
+        view = {"data": {frames.WIDGET_VIEW: {"model_id": "root"}}}
+        return {"cells": [{"cell_type": "code", "outputs": [view]}],
+                "metadata": {"widgets": {frames.WIDGET_STATE: {"state": models}}}}
+
+    slider = {"model_name": "FloatSliderModel", "state": {"min": 0.5, "max": 0.99, "step": 0.01}}
+    log = {"model_name": "FloatLogSliderModel", "state": {"min": -2, "max": 1, "step": 0.25}}
+    box = {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_o"]}}
+    out = {"model_name": "OutputModel", "state": {}}
+    assert frames.saved_frame_count(notebook({"root": box, "a": log, "b": log, "o": out})) == 13 * 13
+    assert frames.saved_frame_count(notebook({"root": box, "a": slider, "b": log, "o": out})) == 50 * 13
+    text = {"model_name": "TextModel", "state": {}}
+    assert frames.saved_frame_count(notebook({"root": box, "a": log, "b": text, "o": out})) is None

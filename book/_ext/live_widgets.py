@@ -29,6 +29,13 @@ Sphinx extension (set up by ``offline_assets``)
     code to run: the code cells that display a widget, plus the statements of earlier cells they need
     (:func:`live_cells`, a slice over names, so a page's long computations are not rerun in the browser).
 
+    A page whose widgets have only a few slider settings (the intro) gets precomputed frames instead
+    (``live_frames.py``, ``static/sobirl-live-frames.js``): its moves swap in figures computed at build time, with no
+    runtime and no button. On the other pages, the first press is an opt-in for the whole book
+    (``static/sobirl-live-cache.js``): it is remembered, a Service Worker (``static/sobirl-live-sw.js``, scope
+    ``_static/``) keeps the runtime and the wheels for later pages (offline too), and later pages start Python in the
+    background as they load; with data-saver on, nothing is fetched ahead of a press.
+
 Moving to the current Pyodide line (plan). Pyodide 0.27.x is Python 3.12 / emscripten 3.1.58. Newer Pyodide lines
 (0.28 and later, Python 3.13) change the wasm ABI, so the wheels must move with the runtime. When numpy, scipy and
 matplotlib publish ``pyemscripten``/``pyodide`` wheels on PyPI for that ABI (PEP 783), ``fetch()`` should take the
@@ -56,6 +63,7 @@ from pathlib import Path
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # the sibling module, also when run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+import live_frames  # noqa: E402  (precomputed frames for pages with few slider settings)
 import offline_assets  # noqa: E402  (npm download and the printed warning)
 
 PYODIDE_VERSION = "0.27.7"
@@ -338,6 +346,8 @@ def notebook_live_cells(nb: dict) -> list[dict]:
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_JS, WORKER_JS, BRIDGE_PY, PAGE_CSS = ("sobirl-live.js", "sobirl-live-worker.js", "sobirl_live_bridge.py",
                                            "sobirl-live.css")
+CACHE_JS, SW_JS, FRAMES_JS = "sobirl-live-cache.js", "sobirl-live-sw.js", "sobirl-live-frames.js"
+FRAMES_DIR = "_static/sobirl-frames"  # the precomputed frames of a page, one JSON file per page
 
 
 def build_wheel(dest: Path, repo: Path = offline_assets.REPO_ROOT) -> Path:
@@ -384,18 +394,72 @@ def _build_wheel(app) -> None:
         return
     try:
         app.sobirl_wheel = build_wheel(Path(tempfile.mkdtemp(prefix="sobirl-wheel-out-")))
+        app.sobirl_cache_version = cache_version(app.sobirl_wheel) if app.config.sobirl_live else ""
     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
         offline_assets._warn(f"could not build the {PACKAGE_NAME} wheel ({exc}); the widgets will be static only.")
 
 
-def first_visit_download(wheel: Path | None = None) -> tuple[int, int]:
-    """``(bytes, packages)`` a first visit downloads: the runtime, the lock closure of :data:`PYODIDE_PACKAGES`, the
-    PyPI wheels and the ``sobirl_lite`` WHEEL (the files of ``vendor/live/`` no page loads are not counted)."""
+def runtime_files(wheel: Path | None = None) -> list[Path]:
+    """What a live page's worker downloads: the runtime, the lock closure of :data:`PYODIDE_PACKAGES`, the PyPI wheels
+    and the ``sobirl_lite`` WHEEL (the files of ``vendor/live/`` no page loads are not counted)."""
     lock = json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
     closure = lock_closure(lock)
-    files = ([PYODIDE_DIR / name for name in RUNTIME_FILES] + [PYODIDE_DIR / e["file_name"] for e in closure.values()]
-             + [PYPI_DIR / name for name in PYPI_WHEELS] + ([wheel] if wheel is not None else []))
-    return sum(p.stat().st_size for p in files), len(closure)
+    return ([PYODIDE_DIR / name for name in RUNTIME_FILES] + [PYODIDE_DIR / e["file_name"] for e in closure.values()]
+            + [PYPI_DIR / name for name in PYPI_WHEELS] + ([wheel] if wheel is not None else []))
+
+
+def first_visit_download(wheel: Path | None = None) -> tuple[int, int]:
+    """``(bytes, packages)`` a first visit downloads (:func:`runtime_files`; packages: the lock closure's size)."""
+    closure = lock_closure(json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text()))
+    return sum(p.stat().st_size for p in runtime_files(wheel)), len(closure)
+
+
+def cache_version(wheel: Path) -> str:
+    """A name for the Service Worker's cache that changes whenever anything it holds may change: the vendored
+    runtime (its manifest), the package wheel, the worker, the bridge and the Service Worker itself. The cache is
+    read before the network, so a stale name would serve old files. The wheel counts by the contents of its files,
+    not its bytes, which carry the build's timestamps: an unchanged package keeps the readers' cache."""
+    digest = hashlib.sha256(MANIFEST.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        for name in sorted(zf.namelist()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(zf.read(name)).digest())
+    for name in (WORKER_JS, BRIDGE_PY, SW_JS):
+        digest.update((STATIC_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cached_urls(app, pathto) -> list[str]:
+    """The URLs (relative to the page) the Service Worker keeps once the reader has opted in."""
+    out_static = f"_static/{PREFIX}/pyodide/"
+    files = [pathto(f"_static/{WORKER_JS}", 1), pathto(f"_static/{BRIDGE_PY}", 1)]
+    for path in runtime_files():
+        files.append(pathto(out_static + str(path.relative_to(PYODIDE_DIR)), 1))
+    files.append(pathto(f"{WHEELS_DIR}/{app.sobirl_wheel.name}", 1))
+    return files
+
+
+def _page_frames(app, pagename: str, nb: dict, cells: list[dict], pathto) -> dict | None:
+    """Precompute the page's frames (:mod:`live_frames`) and write them beside the HTML; their URL and size."""
+    budget = os.environ.get("SOBIRL_BUDGET", "full")
+    needed = live_frames.saved_frame_count(nb)
+    if needed is None or needed > live_frames.MAX_FRAMES:
+        return None
+    try:
+        result = live_frames.precompute(cells, budget)
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        offline_assets._warn(f"{pagename}: no precomputed frames ({exc}); the page uses the runtime")
+        return None
+    if result is None:
+        return None
+    text = json.dumps(result, separators=(",", ":"))
+    if len(text) > live_frames.MAX_BYTES:
+        return None
+    name = pagename.replace("/", "__") + ".json"
+    target = Path(app.outdir) / FRAMES_DIR / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return {"url": pathto(f"{FRAMES_DIR}/{name}", 1), "bytes": len(text), "budget": budget,
+            "count": sum(len(w["frames"]) for w in result["widgets"])}
 
 
 def _page_spec(app, pagename: str, pathto) -> dict | None:
@@ -405,18 +469,26 @@ def _page_spec(app, pagename: str, pathto) -> dict | None:
     if not path.is_file():
         return None
     try:
-        cells = notebook_live_cells(json.loads(path.read_text(encoding="utf-8")))
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = notebook_live_cells(nb)
     except (ValueError, KeyError) as exc:
         offline_assets._warn(f"{pagename}: widgets stay static ({exc})")
         return None
     if not cells:
         return None
+    frames = _page_frames(app, pagename, nb, cells, pathto)
+    if frames is not None:
+        return {"frames": frames}  # every move is precomputed: the page needs no runtime
     live = f"_static/{PREFIX}/pyodide/"
     size, count = first_visit_download(app.sobirl_wheel)
     return {
         "indexURL": pathto(live, 1),
         "workerURL": pathto(f"_static/{WORKER_JS}", 1),
         "bridgeURL": pathto(f"_static/{BRIDGE_PY}", 1),
+        # The Service Worker sits in _static/ and so controls only what is under it: the live pages' Web Workers
+        # (a worker is matched by its own script's URL), never the book's pages.
+        "serviceWorker": pathto(f"_static/{SW_JS}", 1) + "?v=" + app.sobirl_cache_version,
+        "cacheFiles": _cached_urls(app, pathto),
         "packages": list(PYODIDE_PACKAGES),
         "wheels": [pathto(f"{live}pypi/{f}", 1) for f in PYPI_WHEELS]
                   + [pathto(f"{WHEELS_DIR}/{app.sobirl_wheel.name}", 1)],
@@ -437,7 +509,11 @@ def _add_live_page(app, pagename, templatename, context, doctree) -> None:
         return
     body = json.dumps(spec).replace("</", "<\\/")
     app.add_js_file(None, body=body, type="application/json", id="sobirl-live-spec", priority=900)
-    app.add_js_file(PAGE_JS, priority=910, defer="defer")
+    if "frames" in spec:
+        app.add_js_file(FRAMES_JS, priority=910, defer="defer")
+    else:
+        app.add_js_file(CACHE_JS, priority=905, defer="defer")
+        app.add_js_file(PAGE_JS, priority=910, defer="defer")
     app.add_css_file(PAGE_CSS)
 
 

@@ -25,16 +25,18 @@ function post(kind, payload, buffers) {
   self.postMessage({ type: kind, payload, buffers: bufs }, bufs);
 }
 
+// Phases of the start, timed from the "boot" message: runtime, packages, bridge, then (when the page asks for them)
+// the page's cells. A start in the background stops after the bridge until the reader presses the button.
+const clock = { t0: 0, phases: [], current: null };
+function phase(step, text) {
+  const now = (performance.now() - clock.t0) / 1000;
+  if (clock.current) clock.phases.push({ name: clock.current, seconds: now - clock.current.start });
+  clock.current = step ? { step, text, start: now } : null;
+  if (step) self.postMessage({ type: "status", step, text, seconds: now });
+}
+
 async function boot(spec) {
-  const t0 = performance.now();
-  const phases = [];
-  let current = null;
-  const phase = (step, text) => {
-    const now = (performance.now() - t0) / 1000;
-    if (current) phases.push({ name: current, seconds: now - current.start });
-    current = { step, text, start: now };
-    self.postMessage({ type: "status", step, text, seconds: now });
-  };
+  clock.t0 = performance.now();
   phase("runtime", "Downloading and starting Python");
   importScripts(spec.indexURL + "pyodide.js");
   pyodide = await loadPyodide({
@@ -63,17 +65,22 @@ async function boot(spec) {
   pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide')");
   bridge = pyodide.pyimport("sobirl_live_bridge");  // first: it stands in for IPython, which ipywidgets imports
   bridge.post = post;
-
   self.postMessage({ type: "stderr", text: "font list: " + bridge.font_note });
+  phase(null, "");
+  self.postMessage({ type: "booted", seconds: (performance.now() - clock.t0) / 1000 });
+}
+
+function runCells(cells) {
   phase("cells", "Computing the first figure");
   const models = [];
-  for (const cell of spec.cells) {
+  for (const cell of cells) {
     const id = bridge.run_cell(cell.source, cell.widget);
     if (cell.widget) models.push(id);
   }
   self.postMessage({ type: "stderr", text: "font list reused: " + bridge.font_list_reused() });
   phase(null, "");
-  self.postMessage({ type: "ready", models, phases, seconds: (performance.now() - t0) / 1000 });
+  self.postMessage({ type: "ready", models, phases: clock.phases,
+                     seconds: (performance.now() - clock.t0) / 1000 });
 }
 
 // Drop a state update when a later message of the same batch sets the same keys of the same widget.
@@ -137,14 +144,18 @@ function drain() {
   if (pending || queue.length) schedule();
 }
 
+const reportError = (err) => self.postMessage({ type: "error", text: String(err && err.message ? err.message : err),
+                                               parent: null });
+let booting = null;
 self.onmessage = async (event) => {
   const msg = event.data;
   if (msg.type === "boot") {
-    try {
-      await boot(msg.spec);
-    } catch (err) {
-      self.postMessage({ type: "error", text: String(err && err.message ? err.message : err), parent: null });
-    }
+    booting = boot(msg.spec);
+    booting.catch(reportError);
+  } else if (msg.type === "run") {
+    // The page's cells, once the runtime is up (at once after "boot", or when the reader presses after a start in
+    // the background).
+    booting.then(() => runCells(msg.cells)).catch((err) => { if (bridge) reportError(err); });
   } else if (msg.type === "comm_msg") {
     queue.push(msg);
     schedule();

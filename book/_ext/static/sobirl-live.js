@@ -15,6 +15,8 @@
   const live = (window.sobirlLive = { state: "static", error: null, log: [], bootSeconds: null, phases: [],
                                       updates: [], firstFrameSeconds: null, starts: 0, busy: false,
                                       busyCount: 0 });
+  const STATIC_TEXT = "Until then the figure below is the one computed when the book was built, and its controls "
+    + "do nothing.";
   const STEPS = { runtime: [1, 0.0, 0.3], packages: [2, 0.3, 0.75], bridge: [3, 0.75, 0.85], cells: [4, 0.85, 1.0] };
 
   function viewScripts() {
@@ -42,8 +44,7 @@
     const status = document.createElement("span");
     status.className = "sobirl-live-status";
     status.setAttribute("role", "status");
-    status.textContent = "Until then the figure below is the one computed when the book was built, and its "
-      + "controls do nothing.";
+    status.textContent = STATIC_TEXT;
     bar.append(button, cost, progress, status);
     button.addEventListener("click", start);
     const anchor = script.closest(".cell_output, .output") || script.parentElement;
@@ -69,13 +70,27 @@
   }
 
   let worker = null;
-  let started = false;
+  let started = false;   // a worker exists: starting in the background, starting for the reader, or live
+  let pressed = false;   // the reader asked for this page's figures
+  let runCells = null;   // asks the worker for the page's cells (set once the worker exists)
+  const cache = window.sobirlLiveCache || null;  // sobirl-live-cache.js: opt-in, Service Worker, data-saver
+  live.cache = cache ? cache.state : null;
+
   function fail(text) {
-    live.state = "failed";
-    live.error = text;
     if (worker) worker.terminate();
     worker = null;
     started = false;  // the button starts again from scratch
+    runCells = null;
+    live.step = live.stepText = null;
+    if (!pressed) {   // a start in the background failed: say nothing alarming, a press starts afresh
+      live.state = "static";
+      live.backgroundError = text;
+      setStatus(STATIC_TEXT, "static");
+      return;
+    }
+    pressed = false;
+    live.state = "failed";
+    live.error = text;
     setStatus("Could not make the widgets live (" + text + "). The figures computed with the book stay; "
               + "you can try again.", "failed");
     for (const b of bars) {
@@ -87,28 +102,48 @@
   }
 
   function start() {
-    if (started) return;
-    started = true;
-    live.starts += 1;
+    if (pressed) return;
+    pressed = true;
+    live.pressedAt = performance.now();
+    if (cache) cache.optIn(spec);  // remembered for the book's other pages; the runtime cached for them
     live.state = "booting";
     live.error = null;
     for (const b of bars) {
       b.button.disabled = true;
       b.cost.hidden = true;
     }
-    setProgress("runtime", 0);
-    setStatus("Step 1 of 4: Downloading and starting Python…", "booting");
-    const t0 = performance.now();
+    const step = live.step || "runtime";
+    setProgress(step, 0);
+    setStatus(`Step ${STEPS[step][0]} of 4: ${live.stepText || "Downloading and starting Python"}…`, "booting");
+    if (!started) begin();
+    else if (runCells) runCells();
+  }
+
+  function begin() {
+    started = true;
+    live.starts += 1;
     window.require(["@jupyter-widgets/html-manager", "@jupyter-widgets/base"], (hm, base) => {
       try {
-        run(hm, base, t0);
+        run(hm, base);
       } catch (err) {
         fail(String(err));
       }
     }, (err) => fail("widget manager not available: " + err));
   }
 
-  function run(hm, base, t0) {
+  // The reader opted in on another page: start Python now, so that a press only computes this page's figures.
+  if (cache) {
+    cache.backgroundStart(spec).then((go) => {
+      if (!go || started) return;
+      live.state = "warming";
+      live.background = true;
+      setStatus("Python is starting in the background, as you made another page of this book interactive.",
+                "warming");
+      begin();
+    });
+  }
+
+  function run(hm, base) {
     worker = new Worker(abs(spec.workerURL));
     const me = worker;  // messages of a worker that failed and was replaced are ignored
     const comms = new Map();     // comm_id -> BridgeComm
@@ -209,14 +244,22 @@
       const msg = event.data;
       if (msg.type === "status") {
         live.log.push(`${msg.seconds.toFixed(1)} s: ${msg.text}`);
-        if (msg.step) {
+        live.step = msg.step;
+        live.stepText = msg.text;
+        if (msg.step && pressed) {
           const [n] = STEPS[msg.step];
           setProgress(msg.step, 0);
           const size = msg.step === "runtime" || msg.step === "packages" ? ` (part of the ${spec.downloadMB} MB)` : "";
           setStatus(`Step ${n} of 4: ${msg.text}${size}…`, "booting");
         }
+      } else if (msg.type === "booted") {
+        live.bootedSeconds = msg.seconds;
+        live.step = "cells";
+        live.stepText = "Computing the first figure";
+        if (!pressed) setStatus("Python is ready in the background: press the button to compute this page's figures.",
+                                "warming");
       } else if (msg.type === "progress") {
-        setProgress(msg.step, msg.loaded / Math.max(1, spec.packageCount || 20));
+        if (pressed) setProgress(msg.step, msg.loaded / Math.max(1, spec.packageCount || 20));
       } else if (msg.type === "comm") {
         chain = chain.then(() => fromPython(msg.payload, msg.buffers)).catch((err) => fail(String(err)));
       } else if (msg.type === "ready") {
@@ -224,7 +267,7 @@
           live.state = "live";
           live.bootSeconds = msg.seconds;
           live.phases = msg.phases;
-          live.firstFrameSeconds = (performance.now() - t0) / 1000;
+          live.firstFrameSeconds = (performance.now() - live.pressedAt) / 1000;
           for (const b of bars) {
             b.button.hidden = true;
             b.progress.hidden = true;
@@ -233,6 +276,7 @@
           liveText = `Live: computed in your browser (ready in ${live.firstFrameSeconds.toFixed(0)} s). `
                      + "Move a slider to recompute.";
           setStatus(liveText, "live");
+          if (cache) cache.keep(spec);  // the runtime kept for the book's later pages
         }).catch((err) => fail(String(err)));
       } else if (msg.type === "idle" || msg.type === "work") {
         const cbs = msg.parent ? callbacks.get(msg.parent) : null;
@@ -272,7 +316,9 @@
     const columnPx = Math.min(...bars.map((b) => b.anchor.clientWidth || b.bar.clientWidth || 0).filter((w) => w > 0));
     worker.postMessage({ type: "boot", spec: {
       indexURL: abs(spec.indexURL), packages: spec.packages, wheels: spec.wheels.map(abs),
-      bridgeURL: abs(spec.bridgeURL), budget: spec.budget, cells: spec.cells,
+      bridgeURL: abs(spec.bridgeURL), budget: spec.budget,
       columnPx: Number.isFinite(columnPx) ? columnPx : null } });
+    runCells = () => worker.postMessage({ type: "run", cells: spec.cells });
+    if (pressed) runCells();
   }
 })();
