@@ -55,7 +55,7 @@ PREPARE_JS = load_book_support().page_script(r"""
     @page { size: A4; margin: 16mm 14mm 16mm 14mm; }
     .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .bd-header-article, .bd-footer,
     .bd-footer-article, .prev-next-area, .header-article-items, .toggle-button, .headerlink,
-    .bd-search, #pst-back-to-top, .skip-link, .sobirl-live-toolbar, .sobirl-live-button { display: none !important; }
+    .bd-search, #pst-back-to-top, .skip-link, .sobirl-live-bar, .sobirl-live-button { display: none !important; }
     .bd-main, .bd-content, .bd-article-container, .bd-page-width, .bd-container, .bd-container__inner,
     .bd-article { max-width: none !important; width: auto !important; margin: 0 !important;
                    padding-left: 0 !important; padding-right: 0 !important; display: block !important; }
