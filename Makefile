@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md); both set up everything from the project's own files:
 #   make book   set up, execute every chapter with the full budget, write the HTML to _build/html
-#   make test   set up, then run every test with the quick budget (package, chapters under nbval, the book
-#               build with warnings as errors, and the rendered pages in headless Chromium without network)
+#   make test   set up, then run every test with the quick budget (package, the book build executing every
+#               chapter with warnings as errors, and the rendered pages in headless Chromium without network)
 # Only Python >= 3.11 with pip and venv is assumed. Override the interpreter with `make test PY=python3.11`.
 PY ?= python3
 VENV ?= .venv

@@ -28,7 +28,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 BUILD = REPO / "_build"
-NBVAL_DIR = BUILD / "nbval"          # jupytext-converted chapters for nbval (git-ignored with _build/)
 TEST_BOOK_DIR = BUILD / "test-book"  # output of the book build run by the tests
 STUDENT_DIR = BUILD / "test-student"  # the student edition made from it (src/, html/)
 SCREENSHOTS = REPO / "screenshots"   # full-page screenshots from the browser test (git-ignored)
@@ -98,30 +97,6 @@ def read_notebook(path: Path):
 
 def cell_tags(cell) -> set[str]:
     return set(cell.get("metadata", {}).get("tags", []))
-
-
-def convert_for_nbval(docname: str, out_dir: Path = NBVAL_DIR) -> Path:
-    """Write ``docname`` as an .ipynb for nbval and return its path.
-
-    nbval starts the kernel in the notebook's folder, while the book build runs each chapter in ``book/``
-    (``run_in_temp: false``). A first cell that changes into the source folder makes relative paths such as
-    ``data/...`` behave the same under both.
-    """
-    import nbformat
-    import jupytext
-
-    src = page_source(docname)
-    nb = read_notebook(src)
-    setup = nbformat.v4.new_code_cell(
-        f"# added by tests/book_support.py: run where the book build runs this chapter\n"
-        f"import os\nos.chdir({str(src.parent)!r})"
-    )
-    setup.metadata["tags"] = ["nbval-ignore-output"]
-    nb.cells.insert(0, setup)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / (docname.replace("/", "__") + ".ipynb")
-    jupytext.write(nb, out, fmt="ipynb")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

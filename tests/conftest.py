@@ -52,23 +52,23 @@ def browser(tmp_path_factory):
 # edition builds into _build/student, the PDF prints the book, JupyterLab starts a server). (--dist loadgroup with
 # xdist_group marks would be finer, but pytest-xdist 3.8.0 cannot rename pytest 9.2's node ids: the groups are
 # silently ignored.) The modules are dispatched in the order below.
-# Longest chapters first within test_notebooks.py (quick-budget cell times of book/teaching.md).
-LONG_CHAPTERS = ["08_", "07_", "11_", "10_", "04_", "05_", "09_"]
+# The longest of the modules that read the built book, longest first (so that none of them starts last, when the
+# other worker has nothing left to do); measured with --durations on the development machine.
+LONG_BOOK_MODULES = ["test_browser.py", "test_live_html.py", "test_student.py", "test_pdf.py",
+                     "test_student_pdf.py", "test_launch_links.py"]
 
 
 def _rank(item, modules_needing_book: set[str]) -> tuple[int, int]:
-    """Where ITEM goes in the run: the book build first (one worker builds while the other runs the chapters under
-    nbval), then the chapters, the package tests, and last the modules that read the built book (by then it is
-    built, so no worker sits waiting for it)."""
+    """Where ITEM goes in the run: the book build first (one worker builds it, executing every chapter, while the
+    other runs the package tests), then the package tests, and last the modules that read the built book, the
+    chapters' own tests among them (by then it is built, so no worker sits waiting for it)."""
     module = item.path.name
     if module == "test_book_build.py":
         return (0, 0)
-    if module == "test_notebooks.py":
-        rank = next((i for i, prefix in enumerate(LONG_CHAPTERS) if prefix in item.name), len(LONG_CHAPTERS))
-        return (1, rank)
     if module in modules_needing_book:
-        return (3, 0)
-    return (2, 0)
+        longest = next((i for i, name in enumerate(LONG_BOOK_MODULES) if name == module), len(LONG_BOOK_MODULES))
+        return (2, longest)
+    return (1, 0)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,8 +9,8 @@
   implementations.
 * nbval: the cells of each student notebook that the book itself does not run, i.e. those of its Exercises section,
   run under `pytest --nbval-lax`; a check cell must stop with NotImplementedError and nothing else may fail. The
-  cells before the Exercises section are identical to the book's (checked here), which tests/test_notebooks.py runs
-  under nbval already; running the chapters a second time would only repeat that.
+  cells before the Exercises section are identical to the book's (checked here), which the test book build runs
+  already (tests/test_notebooks.py); running the chapters a second time would only repeat that.
 """
 from __future__ import annotations
 
