@@ -128,15 +128,16 @@ class BookBuild:
 
 def build_book(out_dir: Path = TEST_BOOK_DIR, budget: str = "quick", timeout: float = 1800) -> BookBuild:
     """Build the book as ``make book`` does, with the given budget, into OUT_DIR (from nothing: OUT_DIR is emptied):
-    the chapters into the execution cache by tools/execute_book.py ($SOBIRL_BOOK_JOBS at a time, default 1: the
-    test workers already share the cores), then ``jupyter-book build -W -n`` (warnings are errors)."""
+    the chapters into the execution cache by tools/execute_book.py ($SOBIRL_BOOK_JOBS at a time, default 2: the
+    other test worker's tests spend much of their time waiting on subprocesses, browsers and servers, and a second
+    chapter fills that time), then ``jupyter-book build -W -n`` (warnings are errors)."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     env = {**os.environ, "SOBIRL_BUDGET": budget, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     execute = [sys.executable, str(REPO / "tools" / "execute_book.py"), "--budget", budget,
-               "--jobs", os.environ.get("SOBIRL_BOOK_JOBS", "1"), "--cache", str(out_dir / "_build" / ".jupyter_cache")]
+               "--jobs", os.environ.get("SOBIRL_BOOK_JOBS", "2"), "--cache", str(out_dir / "_build" / ".jupyter_cache")]
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going",
            "--path-output", str(out_dir)]
