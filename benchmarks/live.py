@@ -106,31 +106,38 @@ def instant_moves(chrome, handled, docname, moves, timeout) -> dict:
     return result
 
 
-def measure_page(binary, base, docname, moves, timeout) -> dict:
+@contextlib.contextmanager
+def fresh_browser(binary, url):
+    """Chromium on a new profile (nothing cached: a first visit), opened on URL with its Web Workers watched; yields
+    the browser and the set of handled events that live_test's waits share."""
     with tempfile.TemporaryDirectory(prefix="sobirl-live-bench-") as profile:
         chrome = book_support.Chromium(binary, Path(profile))
         try:
             chrome.open_tab()
-            handled: set[str] = set()
-            chrome.navigate(f"{base}/{docname}.html", timeout=180)
+            chrome.navigate(url, timeout=180)
             live_test.watch_workers(chrome)
-            live_test.wait_for(chrome, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
-                               60, handled)
-            spec = json.loads(chrome.evaluate("document.getElementById('sobirl-live-spec').textContent"))
-            if "frames" in spec:
-                return instant_moves(chrome, handled, docname, moves, timeout)
-            result = {"page": docname, "budget": spec["budget"], "first": first_frame(chrome, handled, timeout),
-                      "widgets": []}
-            n_views = chrome.evaluate("document.querySelectorAll('.sobirl-live-area').length")
-            for w in range(n_views):
-                first = chrome.evaluate(live_test.HANDLE_JS % {"w": w, "i": 0})
-                times = [move_and_wait(chrome, handled, w, 0, 0.12 * (1 if k % 2 == 0 else -1), timeout)
-                         for k in range(moves)]
-                result["widgets"].append({"moves": times, "burst": burst(chrome, handled, w, first["n"], timeout)})
-            result["updates"] = chrome.evaluate("window.sobirlLive.updates")
-            return result
+            yield chrome, set()
         finally:
             chrome.close()
+
+
+def measure_page(binary, base, docname, moves, timeout) -> dict:
+    with fresh_browser(binary, f"{base}/{docname}.html") as (chrome, handled):
+        live_test.wait_for(chrome, "document.querySelectorAll('.widget-subarea .jupyter-widgets').length > 0",
+                           60, handled)
+        spec = json.loads(chrome.evaluate("document.getElementById('sobirl-live-spec').textContent"))
+        if "frames" in spec:
+            return instant_moves(chrome, handled, docname, moves, timeout)
+        result = {"page": docname, "budget": spec["budget"], "first": first_frame(chrome, handled, timeout),
+                  "widgets": []}
+        n_views = chrome.evaluate("document.querySelectorAll('.sobirl-live-area').length")
+        for w in range(n_views):
+            first = chrome.evaluate(live_test.HANDLE_JS % {"w": w, "i": 0})
+            times = [move_and_wait(chrome, handled, w, 0, 0.12 * (1 if k % 2 == 0 else -1), timeout)
+                     for k in range(moves)]
+            result["widgets"].append({"moves": times, "burst": burst(chrome, handled, w, first["n"], timeout)})
+        result["updates"] = chrome.evaluate("window.sobirlLive.updates")
+        return result
 
 
 def later_page(chrome, handled, base, docname, when, cached, timeout) -> dict:
@@ -150,31 +157,23 @@ def later_page(chrome, handled, base, docname, when, cached, timeout) -> dict:
 def measure_later(binary, base, pages, timeout, label="") -> list[dict]:
     """Opt in on the first page, then open each page in the same profile and press at once (see the docstring)."""
     out = []
-    with tempfile.TemporaryDirectory(prefix="sobirl-live-bench-later-") as profile:
-        chrome = book_support.Chromium(binary, Path(profile))
-        try:
-            chrome.open_tab()
-            handled: set[str] = set()
-            chrome.navigate(f"{base}/{pages[0]}.html", timeout=180)
-            live_test.watch_workers(chrome)
-            first_frame(chrome, handled, timeout)
-            # A book without the Service Worker (a --baseline) has only the browser's HTTP cache for later pages.
-            cached = chrome.evaluate("!!window.sobirlLive.cache")
-            kept = cached and live_test.wait_for(chrome, "['done', 'failed'].includes(window.sobirlLive.cache.prefetch) "
-                                                         "&& window.sobirlLive.cache.prefetch", timeout, handled)
-            print(f"{label}: opted in on {pages[0]}; Service Worker cache: {kept or 'none (HTTP cache only)'}",
-                  flush=True)
-            for docname in pages:
-                for when in ("at load", "once started"):
-                    if when == "once started" and not cached:
-                        continue  # without a start in the background, a later press is the same as one at load
-                    out.append(later_page(chrome, handled, base, docname, when, cached, timeout))
-                    r = out[-1]
-                    print(f"{docname} {label} later page, press {when}: first live frame {r['seconds']:.1f} s after "
-                          f"the press ({r['from_load']:.1f} s from load; background start "
-                          f"{r['background'] or 0:.1f} s)", flush=True)
-        finally:
-            chrome.close()
+    with fresh_browser(binary, f"{base}/{pages[0]}.html") as (chrome, handled):
+        first_frame(chrome, handled, timeout)
+        # A book without the Service Worker (a --baseline) has only the browser's HTTP cache for later pages.
+        cached = chrome.evaluate("!!window.sobirlLive.cache")
+        kept = cached and live_test.wait_for(chrome, "['done', 'failed'].includes(window.sobirlLive.cache.prefetch) "
+                                                     "&& window.sobirlLive.cache.prefetch", timeout, handled)
+        print(f"{label}: opted in on {pages[0]}; Service Worker cache: {kept or 'none (HTTP cache only)'}",
+              flush=True)
+        for docname in pages:
+            for when in ("at load", "once started"):
+                if when == "once started" and not cached:
+                    continue  # without a start in the background, a later press is the same as one at load
+                out.append(later_page(chrome, handled, base, docname, when, cached, timeout))
+                r = out[-1]
+                print(f"{docname} {label} later page, press {when}: first live frame {r['seconds']:.1f} s after "
+                      f"the press ({r['from_load']:.1f} s from load; background start "
+                      f"{r['background'] or 0:.1f} s)", flush=True)
     return out
 
 
