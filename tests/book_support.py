@@ -109,6 +109,28 @@ def offline_assets_module():
     return module
 
 
+def kernel_start_failures() -> tuple[str, ...]:
+    """jupyter_client's words for a kernel that died or stayed silent before its first cell (tools/execute_book.py)."""
+    spec = importlib.util.spec_from_file_location("execute_book", REPO / "tools" / "execute_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.KERNEL_START_FAILURES
+
+
+def run_starting_kernels(cmd: list[str], tries: int = 3, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True, **kwargs)``, run again (TRIES runs in all) while it fails
+    because a kernel it started died before running a cell. Under the suite's load a kernel can lose the ports
+    jupyter_client chose for it to another process before it binds them; tools/execute_book.py retries the same way.
+    Any other failure is returned at once."""
+    words = kernel_start_failures()
+    for _ in range(tries - 1):
+        proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+        if proc.returncode == 0 or not any(w in proc.stdout + proc.stderr for w in words):
+            return proc
+        print(f"{' '.join(map(str, cmd[:3]))} ...: a kernel failed to start; running it again", file=sys.stderr)
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
 # Sphinx's own warning/error lines: "path:line: WARNING: ...", "WARNING: ...", "ERROR: ...".
 SPHINX_PROBLEM = re.compile(r"(^|: )(WARNING|ERROR|SEVERE|CRITICAL): ")
 

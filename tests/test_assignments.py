@@ -147,9 +147,9 @@ def chapter1(tmp_path_factory, labels):
 def _otter_run(otter: list[str], made, submission, out, cwd, env=None):
     """Grade SUBMISSION with `otter run` against the chapter's zip; (score, max score) per question."""
     out.mkdir()
-    proc = subprocess.run([*otter, "run", "-a", str(made["autograder"]), "-o", str(out), "--no-logo",
-                           str(submission)], cwd=cwd, capture_output=True, text=True, timeout=900,
-                          env={**(env or os.environ), "SOBIRL_BUDGET": "quick"})
+    proc = book_support.run_starting_kernels([*otter, "run", "-a", str(made["autograder"]), "-o", str(out),
+                                              "--no-logo", str(submission)], cwd=cwd, timeout=900,
+                                             env={**(env or os.environ), "SOBIRL_BUDGET": "quick"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     return {t["name"]: (t.get("score"), t.get("max_score")) for t in results["tests"]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,49 @@ def test_a_package_change_runs_everything_and_a_failing_chapter_stops(tmp_path):
     assert proc.returncode == 1
     assert "b.md FAILED" in proc.stderr and "broken chapter" in proc.stderr
     assert _executions(root) == ["a", "a", "b", "b", "b"]                          # a stayed cached
+
+
+FLAKY_KERNEL = """import pathlib, sys
+tries = pathlib.Path(sys.argv[1])
+tries.write_text(tries.read_text() + "x" if tries.exists() else "x")
+if len(tries.read_text()) <= int(sys.argv[2]):
+    sys.exit(1)  # dies before it answers kernel_info, as a kernel that lost its ports does
+from ipykernel import kernelapp
+kernelapp.launch_new_instance(argv=sys.argv[3:])
+"""
+
+
+def _flaky_kernel(tmp_path: Path, deaths: int) -> dict:
+    """A kernelspec ``flaky`` whose first ``deaths`` starts exit at once; the environment that makes it visible."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "flaky"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "launch.py").write_text(FLAKY_KERNEL)
+    argv = [sys.executable, str(spec_dir / "launch.py"), str(tmp_path / "starts.txt"), str(deaths),
+            "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "flaky", "language": "python"}))
+    return {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter")}
+
+
+@pytest.mark.parametrize("deaths", [2, 3])
+def test_a_kernel_that_dies_at_start_is_started_again_then_reported(tmp_path, deaths):
+    """execute_book.py starts a kernel up to three times (a kernel that dies at start has run nothing)."""
+    root = _toy_book(tmp_path / "toy")
+    for name in ("a", "b"):
+        text = _chapter(name, f'print("{name} says", 1)').replace("name: python3", "name: flaky")
+        (root / f"{name}.md").write_text(text)
+    (root / "b.md").unlink()
+    (root / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "intro",
+                                                   "chapters": [{"file": "a"}]}))
+    env = _flaky_kernel(tmp_path, deaths)
+    cmd = [sys.executable, str(REPO / "tools" / "execute_book.py"), "--root", str(root), "--jobs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    starts = len((tmp_path / "starts.txt").read_text())
+    if deaths == 2:                                 # it dies twice, the third start runs the chapter
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert starts == deaths + 1 and _executions(root) == ["a"]
+        assert proc.stderr.count("the kernel failed to start") == deaths
+    else:                                           # it dies at all three starts: one clear failure, no crash
+        assert proc.returncode == 1 and _executions(root) == []
+        assert starts == 3
+        assert "a.md FAILED" in proc.stderr and "failed to start 3 times" in proc.stderr
+        assert "Kernel died before replying to kernel_info" in proc.stderr

@@ -209,8 +209,7 @@ def test_downloaded_notebook_runs_outside_the_checkout(html, tmp_path):
             env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1",
                    "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "JUPYTER_PLATFORM_DIRS": "1",
                    "MPLBACKEND": "agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-            proc = subprocess.run([str(python), "-c", runner], cwd=work, env=env, capture_output=True, text=True,
-                                  timeout=900)
+            proc = book_support.run_starting_kernels([str(python), "-c", runner], cwd=work, env=env, timeout=900)
         finally:
             server.shutdown()
             server.server_close()

@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -62,19 +63,40 @@ def fingerprint(root: Path, budget: str) -> str:
     return digest.hexdigest()
 
 
+# jupyter_client's words when a kernel process ends, or never answers, before it has run a cell. Under load (the test
+# suite starts kernels, browsers and Ray workers side by side) a kernel can lose the ports it was given to another
+# process and exit at start; nothing of the chapter has run then, so starting it again is safe.
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
+KERNEL_START_TRIES = 3
+
+
 def _execute(path: str, timeout: int, threads: str) -> tuple[str, object, float, str | None]:
     """Run in a pool process: read and execute one chapter in its own folder; returns (path, notebook, seconds,
-    traceback or None)."""
-    from jupyter_cache.executors.utils import single_nb_execution
+    traceback or None). A kernel that fails to start is started again, up to ``KERNEL_START_TRIES`` times in all."""
+    from jupyter_cache.executors import utils as executor_utils
     from myst_nb.core.read import myst_nb_reader_plugin
 
     # Chapters running side by side: one thread each (inherited by the kernel), unless the caller chose.
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ.setdefault("MKL_NUM_THREADS", threads)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    nb = myst_nb_reader_plugin(path)
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False)
-    return path, nb, result.time, (result.exc_string if result.err is not None else None)
+    attempt = 1
+    while True:
+        nb = myst_nb_reader_plugin(path)
+        try:
+            result = executor_utils.single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                                                        allow_errors=False)
+        except RuntimeError as err:
+            if not str(err).startswith(KERNEL_START_FAILURES):
+                raise
+            if attempt == KERNEL_START_TRIES:
+                return path, nb, 0.0, (f"the kernel failed to start {KERNEL_START_TRIES} times; the last time:\n"
+                                       + traceback.format_exc())
+            print(f"execute_book: {Path(path).name}: the kernel failed to start ({err}); starting it again",
+                  file=sys.stderr, flush=True)
+            attempt += 1
+            continue
+        return path, nb, result.time, (result.exc_string if result.err is not None else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,10 +147,13 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(p.name for p in todo), flush=True)
     failed, start = [], time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_execute, str(p), args.timeout, threads) for p in todo]
+        futures = {pool.submit(_execute, str(p), args.timeout, threads): p for p in todo}
         for future in as_completed(futures):
-            path, nb, seconds, error = future.result()
-            name = Path(path).name
+            name = futures[future].name
+            try:
+                path, nb, seconds, error = future.result()
+            except Exception:  # the executor itself failed (not a cell): report it as this chapter's failure
+                path, nb, seconds, error = str(futures[future]), None, 0.0, traceback.format_exc()
             if error is not None:
                 failed.append(name)
                 print(f"execute_book: {name} FAILED after {seconds:.0f} s:\n{error}", file=sys.stderr, flush=True)
