@@ -4,6 +4,10 @@
 #               chapter with warnings as errors, and the rendered pages in headless Chromium without network)
 # Only Python >= 3.11 with pip and venv is assumed. Override the interpreter with `make test PY=python3.11`.
 PY ?= python3
+# Python keeps the bytecode of what it imports in __pycache__ (in .venv, and in folders git ignores), so only the first
+# import compiles. Some containers and CI images set PYTHONDONTWRITEBYTECODE, and every process would then compile
+# torch, scipy and matplotlib again: 2-4 s each, for each of the hundreds of processes the tests and the book start.
+export PYTHONDONTWRITEBYTECODE :=
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
@@ -35,7 +39,7 @@ $(PYTHON):
 LOCK := requirements-lock.txt
 TORCH_INDEX ?=
 # --no-compile: pip would byte-compile every installed module (a minute of CPU, most of it for modules nothing
-# imports); Python compiles the ones that are imported on first use instead.
+# imports); Python compiles the ones that are imported on first use instead (and caches them: see above).
 $(STAMP): pyproject.toml $(LOCK) | $(PYTHON)
 	$(if $(TORCH_INDEX),$(PYTHON) -m pip install -q --no-compile -c $(LOCK) --extra-index-url "$(TORCH_INDEX)" torch)
 	$(PYTHON) -m pip install -q --no-compile -c $(LOCK) -e ".[book,test,ray]"
