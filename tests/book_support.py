@@ -14,12 +14,17 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import select
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,6 +257,69 @@ def shared_student_build(run_id: str | None, book_dir: Path = TEST_BOOK_DIR,
         if run_id is not None:
             marker.write_text(run_id)
         return proc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A JupyterLab server for the Lab tests (tests/test_lab.py, tests/test_student.py)
+LAB_START_TIMEOUT_S = 180  # generous: a loaded 2-core machine is slow, not broken
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def jupyterlab(root: Path, tmp: Path, env: dict[str, str]):
+    """A JupyterLab server on ROOT, run with ENV, its settings, workspaces and log under TMP; yields (base URL, token).
+
+    ``window.jupyterapp`` is exposed so a test can wait for the kernel and run cells as the Run menu does; the news
+    and update notices are off (they would cover the page in screenshots). On exit the server is asked to stop with
+    its kernels (SIGTERM); its whole session is killed if it has not within 20 s."""
+    port, token = free_port(), secrets.token_hex(16)
+    settings = tmp / "user-settings"
+    notices = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notices.parent.mkdir(parents=True, exist_ok=True)
+    notices.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    jupyter_lab = Path(sys.executable).with_name("jupyter-lab")
+    cmd = [str(jupyter_lab) if jupyter_lab.exists() else "jupyter-lab", "--no-browser",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+           "--LabApp.expose_app_in_browser=True"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = tmp / "jupyterlab.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + LAB_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"JupyterLab exited with code {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"JupyterLab did not answer within {LAB_START_TIMEOUT_S} s:\n"
+                                     f"{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            print(f"JupyterLab exited with {proc.returncode}; log tail:\n{log.read_text()[-2000:]}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -29,16 +29,9 @@ import itertools
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -47,7 +40,7 @@ import book_support
 
 CHAPTER = "01_soft_mdps.md"  # its widget: the soft-optimal policy on a maze, with a slider for the temperature
 LAB_CONFIG = book_support.REPO / ".lab"  # what `make lab` puts on JUPYTER_CONFIG_PATH
-START_TIMEOUT_S = 180  # generous: a loaded 2-core machine is slow, not broken
+START_TIMEOUT_S = book_support.LAB_START_TIMEOUT_S
 RUN_TIMEOUT_S = 480  # the whole chapter, quick budget (about 20 s on an idle 2-core machine)
 REDRAW_TIMEOUT_S = 120
 RENDER_TIMEOUT_S = 180
@@ -108,27 +101,6 @@ def test_the_lab_front_matter_holds_every_macro_of_the_book():
         "cell_type": "markdown", "metadata": {}, "source": cell["source"].replace("Old.", "New.")}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"JupyterLab exited with code {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server as `make lab` starts it, on a copy of one chapter; yields (browser, base URL, token,
@@ -140,7 +112,6 @@ def lab(tmp_path_factory):
     for page in book_support.BOOK.glob("*.md"):     # every page, for test_every_page_reads_as_in_the_book
         shutil.copy2(page, root / "book" / page.name)
     shutil.copy2(book_support.REPO / "jupytext.toml", root / "jupytext.toml")
-    port, token = _free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "JUPYTER_CONFIG_PATH": str(LAB_CONFIG),
@@ -150,38 +121,13 @@ def lab(tmp_path_factory):
         "SOBIRL_BUDGET": "quick",  # what `make lab` sets by default
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
-    jupyter_lab = Path(sys.executable).with_name("jupyter-lab")
-    cmd = [str(jupyter_lab) if jupyter_lab.exists() else "jupyter-lab", "--no-browser",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           f"--LabApp.user_settings_dir={tmp / 'user-settings'}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
-           # window.jupyterapp, so the test can wait for the kernel and run all cells as the Run menu does
-           "--LabApp.expose_app_in_browser=True"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = tmp / "jupyterlab.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(f"{base}/api/status?token={token}", proc, log)
+    with book_support.jupyterlab(root, tmp, env) as (base, token):
         chrome = book_support.Chromium(binary, tmp / "chromium-profile", width=1400, height=1000)
         try:
             chrome.open_tab()
             yield chrome, base, token, root / "book" / CHAPTER
         finally:
             chrome.close()
-    finally:
-        # SIGTERM asks the server to shut down its kernels; the whole session goes if it does not within 20 s.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-            print(f"JupyterLab exited with {proc.returncode}; log tail:\n{log.read_text()[-2000:]}")
 
 
 # Runs in JupyterLab's page. Each returns a plain object that the test checks.

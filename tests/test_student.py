@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -419,7 +420,7 @@ def test_the_teaching_plan_covers_every_chapter_and_names_each_exercise_kind():
 @pytest.mark.browser
 @pytest.mark.parametrize("front_end", ["jupyterlab-myst", "plain"])
 def test_a_standalone_notebook_runs_and_renders_in_plain_jupyterlab(standalone_notebooks, tmp_path, front_end):
-    import test_lab as lab_support      # how tests/test_lab.py starts and drives JupyterLab
+    import test_lab as lab_support      # how tests/test_lab.py drives JupyterLab and reads what it rendered
     import time
     import urllib.parse
 
@@ -427,32 +428,17 @@ def test_a_standalone_notebook_runs_and_renders_in_plain_jupyterlab(standalone_n
     path = next(p for p in standalone_notebooks if p.name.startswith("01_"))
     root = tmp_path / "student"              # a folder outside the book: no jupytext.toml, no .lab settings
     root.mkdir()
-    shutil_copy = __import__("shutil").copy2
-    shutil_copy(path, root / path.name)
+    shutil.copy2(path, root / path.name)
     if front_end == "plain":
         # what `jupyter labextension disable jupyterlab-myst` writes, in this test's own configuration folder
         (tmp_path / "config" / "labconfig").mkdir(parents=True)
         (tmp_path / "config" / "labconfig" / "page_config.json").write_text(
             json.dumps({"disabledExtensions": {"jupyterlab-myst": True}}))
-    port, token = lab_support._free_port(), __import__("secrets").token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "SOBIRL_BUDGET": "full",   # the notebook picks quick
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("JUPYTER_CONFIG_PATH", None)
-    lab = Path(sys.executable).with_name("jupyter-lab")
-    cmd = [str(lab), "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
-           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.expose_app_in_browser=True"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = tmp_path / "jupyterlab.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        lab_support._wait_until_up(f"{base}/api/status?token={token}", proc, log)
+    with book_support.jupyterlab(root, tmp_path, env) as (base, token):
         browser = book_support.Chromium(binary, tmp_path / "chromium-profile", width=1400, height=1000)
         try:
             browser.open_tab()
@@ -470,12 +456,6 @@ def test_a_standalone_notebook_runs_and_renders_in_plain_jupyterlab(standalone_n
             browser.screenshot(book_support.SCREENSHOTS / f"lab__student_01_soft_mdps__{front_end}.png")
         finally:
             browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
     if front_end == "plain":
         assert seen["myst"] == 0, "jupyterlab-myst rendered cells although it was disabled: the test sees no plain lab"
     else:
