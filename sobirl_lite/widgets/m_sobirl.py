@@ -40,6 +40,20 @@ def final_true_grad(h, diverged: bool) -> float:
     return float(true[~np.isnan(true)][-1])
 
 
+def late_statistics(h, diverged: bool) -> dict[str, float]:
+    """Over the last quarter of a run's iterations: the median, smallest and largest tracked
+    :math:`\|\nabla\phi(x_k)\|` and the median :math:`w`-tracking error (all ``inf`` when it diverged)."""
+    keys = ("late_true_grad", "late_true_grad_min", "late_true_grad_max", "late_w_error")
+    if diverged or h is None:
+        return dict.fromkeys(keys, float("inf"))
+    late = h["iteration"] >= h["iteration"][-1] - len(h["iteration"]) // 4
+    true = h["true_grad_norm"][late]
+    true = true[~np.isnan(true)]
+    tracked = np.asarray(h.extra["tracked_iterations"])
+    w_late = np.asarray(h.extra["w_error"])[tracked >= tracked[-1] - len(h["iteration"]) // 4]
+    return dict(zip(keys, (float(np.median(true)), float(true.min()), float(true.max()), float(np.median(w_late)))))
+
+
 def small_multiples(problem=None, settings=(), iterations: int = 600, track_every: int = 5, axes=None):
     """The widget's runs for several slider settings side by side, for readers of the static page.
 
@@ -47,7 +61,11 @@ def small_multiples(problem=None, settings=(), iterations: int = 600, track_ever
     computation) and gets one panel with the true :math:`\\|\\nabla\\phi(x_k)\\|` and the :math:`w`-tracking
     error against :math:`k`, or "diverged". ``axes``: as many matplotlib axes as settings (default: a new row).
     Returns ``(figure, results)``: per setting a dict with ``beta``, ``xi``, ``N``, ``diverged``,
-    ``final_true_grad``, ``w_error_peak`` (largest :math:`w`-error over the first) and ``final_w_error``.
+    ``final_true_grad``, ``w_error_peak`` (largest :math:`w`-error over the first) and ``final_w_error``; and, over
+    the last quarter of the iterations, ``late_true_grad`` (median tracked :math:`\|\nabla\phi\|`),
+    ``late_true_grad_min``, ``late_true_grad_max`` and ``late_w_error`` (median). A run that does not settle ends
+    wherever rounding puts it, so the late statistics describe it where the final values would not (``inf`` for a
+    diverged run).
     """
 
     problem = synthetic_problem(0) if problem is None else problem
@@ -60,7 +78,8 @@ def small_multiples(problem=None, settings=(), iterations: int = 600, track_ever
         results.append({"beta": beta, "xi": xi, "N": n, "diverged": diverged,
                         "final_true_grad": final_true_grad(h, diverged),
                         "w_error_peak": np.inf if diverged else float(w_err.max() / w_err[0]),
-                        "final_w_error": np.inf if diverged else float(w_err[-1])})
+                        "final_w_error": np.inf if diverged else float(w_err[-1]),
+                        **late_statistics(h, diverged)})
         ax.set_title(rf"$\beta$={beta:.0e}, $\xi$={xi:.2f}, N={n}", fontsize=8)
         ax.set_xlabel("$k$", fontsize=8)
         ax.tick_params(labelsize=7)
