@@ -42,7 +42,7 @@ def final_true_grad(h, diverged: bool) -> float:
 
 def late_statistics(h, diverged: bool) -> dict[str, float]:
     """Over the last quarter of a run's iterations: the median, smallest and largest tracked
-    :math:`\|\nabla\phi(x_k)\|` and the median :math:`w`-tracking error (all ``inf`` when it diverged)."""
+    :math:`\\|\\nabla\\phi(x_k)\\|` and the median :math:`w`-tracking error (all ``inf`` when it diverged)."""
     keys = ("late_true_grad", "late_true_grad_min", "late_true_grad_max", "late_w_error")
     if diverged or h is None:
         return dict.fromkeys(keys, float("inf"))
@@ -51,7 +51,8 @@ def late_statistics(h, diverged: bool) -> dict[str, float]:
     true = true[~np.isnan(true)]
     tracked = np.asarray(h.extra["tracked_iterations"])
     w_late = np.asarray(h.extra["w_error"])[tracked >= tracked[-1] - len(h["iteration"]) // 4]
-    return dict(zip(keys, (float(np.median(true)), float(true.min()), float(true.max()), float(np.median(w_late)))))
+    values = (np.median(true), true.min(), true.max(), np.median(w_late))
+    return {key: float(v) for key, v in zip(keys, values)}
 
 
 def small_multiples(problem=None, settings=(), iterations: int = 600, track_every: int = 5, axes=None):
@@ -62,7 +63,7 @@ def small_multiples(problem=None, settings=(), iterations: int = 600, track_ever
     error against :math:`k`, or "diverged". ``axes``: as many matplotlib axes as settings (default: a new row).
     Returns ``(figure, results)``: per setting a dict with ``beta``, ``xi``, ``N``, ``diverged``,
     ``final_true_grad``, ``w_error_peak`` (largest :math:`w`-error over the first) and ``final_w_error``; and, over
-    the last quarter of the iterations, ``late_true_grad`` (median tracked :math:`\|\nabla\phi\|`),
+    the last quarter of the iterations, ``late_true_grad`` (median tracked :math:`\\|\\nabla\\phi\\|`),
     ``late_true_grad_min``, ``late_true_grad_max`` and ``late_w_error`` (median). A run that does not settle ends
     wherever rounding puts it, so the late statistics describe it where the final values would not (``inf`` for a
     diverged run).
