@@ -165,6 +165,8 @@ def build_book(out_dir: Path = TEST_BOOK_DIR, budget: str = "quick", timeout: fl
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     execute = [sys.executable, str(REPO / "tools" / "execute_book.py"), "--budget", budget,
                "--jobs", os.environ.get("SOBIRL_BOOK_JOBS", "2"), "--cache", str(out_dir / "_build" / ".jupyter_cache")]
+    if budget == "quick":  # no quick-budget cell takes a minute even on a loaded machine: a stuck one fails fast
+        execute += ["--timeout", "300"]
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going",
            "--path-output", str(out_dir)]

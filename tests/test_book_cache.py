@@ -177,3 +177,24 @@ def test_a_kernel_that_dies_at_start_is_started_again_then_reported(tmp_path, de
         assert starts == 3
         assert "a.md FAILED" in proc.stderr and "failed to start 3 times" in proc.stderr
         assert "Kernel died before replying to kernel_info" in proc.stderr
+
+
+@pytest.mark.parametrize("stuck_runs", [1, 2])
+def test_a_chapter_whose_cell_times_out_runs_once_more_in_a_fresh_kernel(tmp_path, stuck_runs):
+    """A cell past --timeout: the chapter runs again in a fresh kernel; a second timeout fails it with the cell."""
+    root = _toy_book(tmp_path / "toy")
+    stuck = ("import os, time\n"
+             "runs = open('executions.log').read().split().count('a')\n"
+             f"if runs <= {stuck_runs}:\n"
+             "    time.sleep(120)  # stuck, as a kernel whose reply never comes")
+    (root / "a.md").write_text(_chapter("a", stuck))
+    cmd = [sys.executable, str(REPO / "tools" / "execute_book.py"), "--root", str(root), "--jobs", "2",
+           "--timeout", "5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.stderr.count("ran past 5 s; running the chapter again") == 1, proc.stderr
+    if stuck_runs == 1:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert _executions(root) == ["a", "a", "b"]
+    else:
+        assert proc.returncode == 1 and "a.md FAILED" in proc.stderr and "time.sleep(120)" in proc.stderr
+        assert _executions(root) == ["a", "a", "b"]

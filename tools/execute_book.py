@@ -68,11 +68,16 @@ def fingerprint(root: Path, budget: str) -> str:
 # process and exit at start; nothing of the chapter has run then, so starting it again is safe.
 KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 KERNEL_START_TRIES = 3
+# A cell that runs past --timeout is run again once, with the whole chapter in a fresh kernel: the test suite saw the
+# introduction's kernel finish a cell (a widget) and go idle while nbclient went on waiting for its reply. A chapter
+# that is merely too slow times out the second time too and fails.
+TIMEOUT_TRIES = 2
 
 
 def _execute(path: str, timeout: int, threads: str) -> tuple[str, object, float, str | None]:
     """Run in a pool process: read and execute one chapter in its own folder; returns (path, notebook, seconds,
-    traceback or None). A kernel that fails to start is started again, up to ``KERNEL_START_TRIES`` times in all."""
+    traceback or None). A kernel that fails to start is started again, up to ``KERNEL_START_TRIES`` times in all; a
+    chapter with a cell past ``timeout`` seconds runs again once (``TIMEOUT_TRIES``)."""
     from jupyter_cache.executors import utils as executor_utils
     from myst_nb.core.read import myst_nb_reader_plugin
 
@@ -80,7 +85,9 @@ def _execute(path: str, timeout: int, threads: str) -> tuple[str, object, float,
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ.setdefault("MKL_NUM_THREADS", threads)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    attempt = 1
+    from nbclient.exceptions import CellTimeoutError
+
+    attempt, timeouts = 1, 0
     while True:
         nb = myst_nb_reader_plugin(path)
         try:
@@ -95,6 +102,11 @@ def _execute(path: str, timeout: int, threads: str) -> tuple[str, object, float,
             print(f"execute_book: {Path(path).name}: the kernel failed to start ({err}); starting it again",
                   file=sys.stderr, flush=True)
             attempt += 1
+            continue
+        if isinstance(result.err, CellTimeoutError) and timeouts + 1 < TIMEOUT_TRIES:
+            timeouts += 1
+            print(f"execute_book: {Path(path).name}: a cell ran past {timeout} s; running the chapter again in a "
+                  "fresh kernel", file=sys.stderr, flush=True)
             continue
         return path, nb, result.time, (result.exc_string if result.err is not None else None)
 
