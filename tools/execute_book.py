@@ -80,13 +80,12 @@ def _execute(path: str, timeout: int, threads: str) -> tuple[str, object, float,
     chapter with a cell past ``timeout`` seconds runs again once (``TIMEOUT_TRIES``)."""
     from jupyter_cache.executors import utils as executor_utils
     from myst_nb.core.read import myst_nb_reader_plugin
+    from nbclient.exceptions import CellTimeoutError
 
     # Chapters running side by side: one thread each (inherited by the kernel), unless the caller chose.
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ.setdefault("MKL_NUM_THREADS", threads)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    from nbclient.exceptions import CellTimeoutError
-
     attempt, timeouts = 1, 0
     while True:
         nb = myst_nb_reader_plugin(path)
