@@ -114,26 +114,40 @@ def offline_assets_module():
     return module
 
 
-def kernel_start_failures() -> tuple[str, ...]:
-    """jupyter_client's words for a kernel that died or stayed silent before its first cell (tools/execute_book.py)."""
+@functools.cache
+def execute_book_module():
+    """Import tools/execute_book.py (a script, not part of the package)."""
     spec = importlib.util.spec_from_file_location("execute_book", REPO / "tools" / "execute_book.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.KERNEL_START_FAILURES
+    return module
 
 
-def run_starting_kernels(cmd: list[str], tries: int = 3, **kwargs) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, capture_output=True, text=True, **kwargs)``, run again (TRIES runs in all) while it fails
-    because a kernel it started died before running a cell. Under the suite's load a kernel can lose the ports
-    jupyter_client chose for it to another process before it binds them; tools/execute_book.py retries the same way.
-    Any other failure is returned at once."""
-    words = kernel_start_failures()
-    for _ in range(tries - 1):
-        proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-        if proc.returncode == 0 or not any(w in proc.stdout + proc.stderr for w in words):
-            return proc
-        print(f"{' '.join(map(str, cmd[:3]))} ...: a kernel failed to start; running it again", file=sys.stderr)
-    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+def retry_kernel_start(run, failed_to_start, tries: int = 3):
+    """``run()``, again (TRIES calls in all) while ``failed_to_start(outcome)`` says a kernel it started died before
+    running a cell; the outcome is a return value or a raised exception. Under the suite's load a kernel can lose the
+    ports jupyter_client chose for it to another process before it binds them; tools/execute_book.py retries the
+    same way. Any other outcome is returned (or raised) at once."""
+    for attempt in range(1, tries + 1):
+        try:
+            outcome = run()
+        except Exception as err:  # noqa: BLE001 - sorted below
+            if attempt == tries or not failed_to_start(err):
+                raise
+        else:
+            if attempt == tries or not failed_to_start(outcome):
+                return outcome
+        print("a kernel failed to start; running it again", file=sys.stderr)
+
+
+def run_starting_kernels(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True, **kwargs)`` under :func:`retry_kernel_start`: run again
+    while it failed with jupyter_client's words for a kernel that died at start in its output."""
+    words = execute_book_module().KERNEL_START_FAILURES
+    return retry_kernel_start(
+        lambda: subprocess.run(cmd, capture_output=True, text=True, **kwargs),
+        lambda proc: isinstance(proc, subprocess.CompletedProcess) and proc.returncode != 0
+        and any(w in proc.stdout + proc.stderr for w in words))
 
 
 # Sphinx's own warning/error lines: "path:line: WARNING: ...", "WARNING: ...", "ERROR: ...".

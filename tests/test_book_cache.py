@@ -7,7 +7,6 @@ jupyter-cache, two at a time) and ``jupyter-book build -W -n``. Each toy chapter
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,11 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+import book_support
 from book_support import REPO
 
-_spec = importlib.util.spec_from_file_location("execute_book", REPO / "tools" / "execute_book.py")
-execute_book = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(execute_book)
+execute_book = book_support.execute_book_module()
 
 pytestmark = pytest.mark.slow
 
@@ -198,3 +196,31 @@ def test_a_chapter_whose_cell_times_out_runs_once_more_in_a_fresh_kernel(tmp_pat
     else:
         assert proc.returncode == 1 and "a.md FAILED" in proc.stderr and "time.sleep(120)" in proc.stderr
         assert _executions(root) == ["a", "a", "b"]
+
+
+def test_the_tests_retry_a_kernel_start_and_nothing_else():
+    """book_support.retry_kernel_start, as the nbval, otter and nbclient tests use it: a start failure is tried
+    again (three calls in all), any other error is raised at once."""
+    words = execute_book.KERNEL_START_FAILURES
+    start_failed = lambda outcome: isinstance(outcome, RuntimeError) and str(outcome).startswith(words)  # noqa: E731
+    calls = []
+
+    def dies(times, then=None):
+        def run():
+            calls.append(1)
+            if len(calls) <= times:
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if then is not None:
+                raise then
+            return "ran"
+        return run
+
+    assert book_support.retry_kernel_start(dies(2), start_failed) == "ran" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        book_support.retry_kernel_start(dies(3), start_failed)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(ValueError):
+        book_support.retry_kernel_start(dies(0, then=ValueError("a cell failed")), start_failed)
+    assert len(calls) == 1

@@ -341,14 +341,11 @@ def test_a_standalone_notebook_runs_with_the_quick_budget(standalone_notebooks, 
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        for attempt in (1, 2, 3):  # a kernel that dies at start has run nothing (book_support.run_starting_kernels)
-            try:
-                nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                        resources={"metadata": {"path": str(tmp_path)}}).execute()
-                break
-            except RuntimeError as err:
-                if attempt == 3 or not str(err).startswith(book_support.kernel_start_failures()):
-                    raise
+        words = book_support.execute_book_module().KERNEL_START_FAILURES
+        book_support.retry_kernel_start(
+            lambda: nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                            resources={"metadata": {"path": str(tmp_path)}}).execute(),
+            lambda outcome: isinstance(outcome, RuntimeError) and str(outcome).startswith(words))
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)

@@ -46,11 +46,10 @@ def late_statistics(h, diverged: bool) -> dict[str, float]:
     keys = ("late_true_grad", "late_true_grad_min", "late_true_grad_max", "late_w_error")
     if diverged or h is None:
         return dict.fromkeys(keys, float("inf"))
-    late = h["iteration"] >= h["iteration"][-1] - len(h["iteration"]) // 4
-    true = h["true_grad_norm"][late]
+    start = h["iteration"][-1] - len(h["iteration"]) // 4
+    true = h["true_grad_norm"][h["iteration"] >= start]
     true = true[~np.isnan(true)]
-    tracked = np.asarray(h.extra["tracked_iterations"])
-    w_late = np.asarray(h.extra["w_error"])[tracked >= tracked[-1] - len(h["iteration"]) // 4]
+    w_late = np.asarray(h.extra["w_error"])[np.asarray(h.extra["tracked_iterations"]) >= start]
     values = (np.median(true), true.min(), true.max(), np.median(w_late))
     return {key: float(v) for key, v in zip(keys, values)}
 
